@@ -1,0 +1,358 @@
+"""The stage commands of dvc.yaml, and the same functions Dagster calls in-process.
+
+`python -m mlops_assets.stages STAGE` is what `dvc repro` runs; the Dagster assets call
+`run_stage(STAGE, root)` and then `dvc commit` the stage, so both paths execute the very
+same code and leave the same bytes, `dvc.lock` and cache behind."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlops_assets.core.contract import Contract, load_contract
+from mlops_assets.core.io import DataError, md5_file, read_table, write_json_atomic
+from mlops_assets.pipeline import load_params, project_root
+
+# Output paths, relative to the project root (dvc.yaml lists the same).
+LANDING = "data/landing"
+SNAPSHOTS = "data/snapshots"
+VALIDATED = "data/validated/dataset.parquet"
+VALIDATION_REPORT = "data/reports/validation.json"
+VALIDATION_FAILED = "data/reports/validation_failed.json"
+FEATURES = "data/features/features.parquet"
+FEATURE_META = "data/features/feature_meta.json"
+TRAIN = "data/split/train.parquet"
+HOLDOUT = "data/split/holdout.parquet"
+SPLIT_SUMMARY = "data/split/split.json"
+MODEL = "data/model/model.skops"
+MODEL_RECORD = "data/model/model.json"
+REFERENCE_PROFILE = "data/model/reference_profile.json"
+REFERENCE_VALUES = "data/model/reference_profile.parquet"
+EVALUATION = "data/reports/evaluation.json"
+PLOTS = "data/reports/plots"
+DRIFT_JSON = "data/reports/drift.json"
+DRIFT_HTML = "data/reports/drift.html"
+PRODUCTION_POINTER = "registry/production.json"
+
+
+@dataclass
+class StageResult:
+    """What a stage made: its output files and the facts worth showing (plain types)."""
+
+    stage: str
+    outputs: list[str]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    compute_seconds: float = 0.0
+
+
+@dataclass
+class StageContext:
+    root: Path
+    params: dict[str, Any]
+    partition_keys: list[str] | None = None
+
+    def path(self, rel: str) -> Path:
+        return self.root / rel
+
+    @property
+    def contract(self) -> Contract:
+        return load_contract(self.root / self.params["dataset"]["contract"])
+
+
+# ---------------------------------------------------------------- stages
+
+def stage_landing(ctx: StageContext) -> StageResult:
+    """Land the embedded sample data as an upstream system would: one file per week."""
+    from mlops_assets.core.generate import FraudScenario, land_batches
+    from mlops_assets.core.ingest import list_landing_batches
+
+    landing = ctx.path(ctx.params["dataset"]["landing_dir"])
+    landing.mkdir(parents=True, exist_ok=True)
+    sample = ctx.params.get("sample_data") or {}
+    generator = sample.get("generator", "none")
+    if generator == "fraud":
+        land_batches(FraudScenario.from_params(sample), landing)
+    elif generator not in ("none", None):
+        raise DataError(f"unknown sample_data.generator {generator!r}", path="params.yaml",
+                        expected="fraud | none")
+    files = list_landing_batches(landing)
+    if not files:
+        raise DataError("the landing area holds no batch files", path=landing,
+                        expected="*.csv or *.parquet files, or sample_data.generator: fraud")
+    return StageResult("landing", [ctx.params["dataset"]["landing_dir"]], {
+        "batches": [f.name for f in files], "n_batches": len(files), "generator": generator})
+
+
+def stage_snapshot(ctx: StageContext) -> StageResult:
+    """Immutable, content-hashed copies of the landing batches."""
+    from mlops_assets.core.ingest import snapshot_batches
+
+    entries = snapshot_batches(ctx.path(ctx.params["dataset"]["landing_dir"]), ctx.path(SNAPSHOTS),
+                               keys=ctx.partition_keys)
+    rows = [_as_dict(e) for e in entries]
+    return StageResult("snapshot", [SNAPSHOTS], {
+        "snapshots": rows, "n_batches": len(rows),
+        "row_count": int(sum(r.get("rows", 0) for r in rows))})
+
+
+def stage_validate(ctx: StageContext) -> StageResult:
+    """Lazy pandera validation of every snapshot; the previous version survives a failure."""
+    from mlops_assets.core.validate import validate_snapshots, write_validation_outputs
+
+    contract = ctx.contract
+    try:
+        df, report = validate_snapshots(ctx.path(SNAPSHOTS), contract)
+    except DataError as e:
+        report = getattr(e, "report", None)
+        if report is not None:
+            write_json_atomic(ctx.path(VALIDATION_FAILED), report.to_dict())
+        raise
+    write_validation_outputs(df, report, ctx.path(VALIDATED), ctx.path(VALIDATION_REPORT))
+    failed = ctx.path(VALIDATION_FAILED)
+    if failed.exists():
+        failed.unlink()
+    return StageResult("validate", [VALIDATED, VALIDATION_REPORT], {
+        "report": report.to_dict(), "row_count": len(df), "contract_md5": contract.md5,
+        "schema_hash": contract.schema_hash()})
+
+
+def stage_features(ctx: StageContext) -> StageResult:
+    """The feature table, from the one feature-definition list in the contract."""
+    from mlops_assets.core.features import build_features
+    from mlops_assets.core.io import write_parquet_atomic
+
+    contract = ctx.contract
+    validated = read_table(ctx.path(VALIDATED))
+    feats = build_features(validated, contract)
+    write_parquet_atomic(ctx.path(FEATURES), feats)
+    meta = {
+        "feature_definitions_hash": contract.feature_definitions_hash(),
+        "features": [{"name": f.name, "transform": f.transform, "source": list(f.source),
+                      "kind": "categorical" if f.is_categorical else "numeric"}
+                     for f in contract.features],
+        "contract": contract.name,
+        "schema_hash": contract.schema_hash(),
+        "validated_md5": md5_file(ctx.path(VALIDATED)),
+        "rows": len(feats),
+        "batches": sorted(feats["_batch"].unique().tolist()) if "_batch" in feats else [],
+    }
+    write_json_atomic(ctx.path(FEATURE_META), meta)
+    return StageResult("features", [FEATURES, FEATURE_META], {**meta, "row_count": len(feats)})
+
+
+def stage_split(ctx: StageContext) -> StageResult:
+    """A temporal split at the cutoff in params: nothing at or after it is trained on."""
+    from mlops_assets.core.io import write_parquet_atomic
+    from mlops_assets.core.split import assert_no_leakage, split_summary, temporal_split
+
+    contract = ctx.contract
+    sp = ctx.params["split"]
+    feats = read_table(ctx.path(FEATURES))
+    train, holdout = temporal_split(feats, contract, sp["cutoff"], sp.get("holdout_end"))
+    assert_no_leakage(train, contract, sp["cutoff"])
+    write_parquet_atomic(ctx.path(TRAIN), train)
+    write_parquet_atomic(ctx.path(HOLDOUT), holdout)
+    summary = split_summary(train, holdout, contract, sp["cutoff"], sp.get("holdout_end"))
+    write_json_atomic(ctx.path(SPLIT_SUMMARY), summary)
+    return StageResult("split", [TRAIN, HOLDOUT, SPLIT_SUMMARY], {"summary": summary})
+
+
+def stage_train(ctx: StageContext) -> StageResult:
+    """Fit the pipeline, save it as canonical skops, and pin its record and reference profile."""
+    from mlops_assets.core import drift
+    from mlops_assets.core.train import TrainParams, model_record, save_model, score, train_model
+
+    contract = ctx.contract
+    params = TrainParams.from_params(ctx.params["train"])
+    train = read_table(ctx.path(TRAIN))
+    result = train_model(train, contract, params)
+    save_model(result.pipeline, ctx.path(MODEL))
+    train_scores = score(result.pipeline, train, contract)
+    drift.write_reference_profile(
+        train, contract, train_scores, result.threshold, ctx.params.get("drift", {}),
+        ctx.path(REFERENCE_PROFILE), ctx.path(REFERENCE_VALUES))
+    split = json.loads(ctx.path(SPLIT_SUMMARY).read_text())
+    feature_meta = json.loads(ctx.path(FEATURE_META).read_text())
+    data_hashes = {TRAIN: md5_file(ctx.path(TRAIN)), FEATURES: md5_file(ctx.path(FEATURES)),
+                   VALIDATED: feature_meta["validated_md5"]}
+    snaps = _snapshot_hashes(ctx)
+    record = model_record(
+        model_path=ctx.path(MODEL), result=result, contract=contract, params=params,
+        data_hashes=data_hashes, cutoff=ctx.params["split"]["cutoff"],
+        extra={"snapshots": snaps, "split": split,
+               "reference_profile_md5": md5_file(ctx.path(REFERENCE_PROFILE))})
+    write_json_atomic(ctx.path(MODEL_RECORD), record)
+    return StageResult("train", [MODEL, MODEL_RECORD, REFERENCE_PROFILE, REFERENCE_VALUES],
+                       {"record": record})
+
+
+def stage_evaluate(ctx: StageContext) -> StageResult:
+    """The candidate against production (or, for the first model, the rule baseline)."""
+    from mlops_assets.core.evaluate import (
+        evaluate_candidate,
+        rule_baseline_reference,
+        write_plots,
+    )
+    from mlops_assets.core.train import load_model, score
+
+    contract = ctx.contract
+    holdout = read_table(ctx.path(HOLDOUT))
+    record = json.loads(ctx.path(MODEL_RECORD).read_text())
+    model = load_model(ctx.path(MODEL))
+    labels = holdout[contract.label_column].to_numpy()
+    cand = score(model, holdout, contract)
+    prod = _production_model(ctx)
+    if prod is not None:
+        ref_model, ref_record = prod
+        ref_scores = score(ref_model, holdout, contract)
+        ref_name, ref_threshold = f"production:{ref_record['model_md5']}", ref_record["threshold"]
+    else:
+        train = read_table(ctx.path(TRAIN))
+        ref_scores, ref_threshold = rule_baseline_reference(
+            train, holdout, contract, ctx.params["train"]["operating_fpr"])
+        ref_name = "rule_baseline"
+    result = evaluate_candidate(
+        cand, labels, record["threshold"], ref_scores, ref_name, ref_threshold,
+        ctx.params["evaluate"]["tolerance"])
+    result["model_md5"] = record["model_md5"]
+    write_json_atomic(ctx.path(EVALUATION), result)
+    write_plots(ctx.path(PLOTS), labels, cand, record["threshold"], reference_scores=ref_scores,
+                reference_name=ref_name, reference_threshold=ref_threshold)
+    return StageResult("evaluate", [EVALUATION, PLOTS], {"evaluation": result})
+
+
+def stage_drift(ctx: StageContext) -> StageResult:
+    """The newest snapshot's features and scores against the training reference."""
+    from mlops_assets.core import drift
+    from mlops_assets.core.io import write_text_atomic
+    from mlops_assets.core.train import load_model, score
+
+    contract = ctx.contract
+    feats = read_table(ctx.path(FEATURES))
+    ts = contract.timestamp_column
+    newest = feats.groupby("_batch")[ts].max().sort_values(kind="stable").index[-1]
+    current = feats[feats["_batch"] == newest].reset_index(drop=True)
+    model = load_model(ctx.path(MODEL))
+    record = json.loads(ctx.path(MODEL_RECORD).read_text())
+    scores = score(model, current, contract)
+    lineage = {
+        "inputs": {p: md5_file(ctx.path(p)) for p in (FEATURES, MODEL, REFERENCE_PROFILE,
+                                                      REFERENCE_VALUES)},
+        "model_version": record["model_md5"],
+        "current_batch": str(newest),
+        "current_window": [str(current[ts].min()), str(current[ts].max())],
+        "current_rows": len(current),
+        "reference_window": record.get("train_window"),
+        "reference_rows": record.get("n_rows"),
+        "params": ctx.params.get("drift", {}),
+        "libraries": record.get("libraries", {}),
+    }
+    report = drift.drift_report_from_files(
+        ctx.path(REFERENCE_PROFILE), ctx.path(REFERENCE_VALUES), current, scores,
+        ctx.params.get("drift", {}), lineage, contract)
+    write_json_atomic(ctx.path(DRIFT_JSON), report)
+    write_text_atomic(ctx.path(DRIFT_HTML), drift.render_html(report))
+    return StageResult("drift", [DRIFT_JSON, DRIFT_HTML], {"report": report})
+
+
+STAGES: dict[str, Callable[[StageContext], StageResult]] = {
+    "landing": stage_landing,
+    "snapshot": stage_snapshot,
+    "validate": stage_validate,
+    "features": stage_features,
+    "split": stage_split,
+    "train": stage_train,
+    "evaluate": stage_evaluate,
+    "drift": stage_drift,
+}
+
+
+# ---------------------------------------------------------------- helpers
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    from dataclasses import asdict, is_dataclass
+
+    return asdict(obj) if is_dataclass(obj) else dict(obj)
+
+
+def _snapshot_hashes(ctx: StageContext) -> list[dict[str, Any]]:
+    from mlops_assets.core.ingest import load_manifest
+
+    manifest = load_manifest(ctx.path(SNAPSHOTS))
+    entries = manifest["entries"] if isinstance(manifest, dict) else manifest
+    return [{k: e[k] for k in ("batch", "source_file", "snapshot_file", "md5", "rows") if k in e}
+            for e in entries]
+
+
+def _production_model(ctx: StageContext) -> tuple[Any, dict[str, Any]] | None:
+    """The registry's production model, pinned by the version hash in its pointer file."""
+    from mlops_assets.core.train import load_model
+
+    pointer = ctx.path(PRODUCTION_POINTER)
+    if not pointer.exists():
+        return None
+    info = json.loads(pointer.read_text())
+    if not info.get("version"):
+        return None
+    model_path = ctx.root / info["model_path"]
+    if md5_file(model_path) != info["version"]:
+        raise DataError("production model bytes do not match the registry's version hash",
+                        path=model_path, expected=info["version"])
+    record = json.loads((ctx.root / info["record_path"]).read_text())
+    return load_model(model_path), record
+
+
+def run_stage(name: str, root: Path | None = None, partition_keys: list[str] | None = None,
+              params: dict[str, Any] | None = None) -> StageResult:
+    """Run one stage of the chain in this process and time its compute."""
+    if name not in STAGES:
+        raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
+    root = Path(root) if root else project_root()
+    ctx = StageContext(root=root, params=params or load_params(root), partition_keys=partition_keys)
+    start = time.perf_counter()
+    result = STAGES[name](ctx)
+    result.compute_seconds = time.perf_counter() - start
+    _write_run_facts(root, result)
+    return result
+
+
+def _write_run_facts(root: Path, result: StageResult) -> None:
+    """Timing and the git sha go here, outside the DVC outputs, so outputs stay reproducible."""
+    import subprocess
+
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        sha = None
+    facts = {"stage": result.stage, "compute_seconds": round(result.compute_seconds, 4),
+             "finished_at": pd.Timestamp.now("UTC").isoformat(), "git_sha": sha}
+    write_json_atomic(root / "data" / "runs" / f"{result.stage}.json", facts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mlops_assets.stages",
+                                     description="Run one stage (what dvc repro calls).")
+    parser.add_argument("stage", choices=list(STAGES))
+    parser.add_argument("--root", type=Path, default=None)
+    args = parser.parse_args(argv)
+    try:
+        result = run_stage(args.stage, args.root)
+    except DataError as e:
+        print(f"[{args.stage}] error: {e}", file=sys.stderr)
+        return 2
+    print(f"[{args.stage}] done in {result.compute_seconds:.2f}s -> {', '.join(result.outputs)}",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

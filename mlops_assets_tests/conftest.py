@@ -1,0 +1,83 @@
+"""Shared fixtures: a real copy of the project in a temporary git repository, with DVC
+and a temporary DAGSTER_HOME, so tests exercise the real tools and never the checkout."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+def tool_env(root: Path, dagster_home: Path | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["MLOPS_ASSETS_ROOT"] = str(root)
+    env["DVC_NO_ANALYTICS"] = "1"
+    env["GIT_AUTHOR_NAME"] = env["GIT_COMMITTER_NAME"] = "tests"
+    env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = "tests@example.invalid"
+    if dagster_home is not None:
+        env["DAGSTER_HOME"] = str(dagster_home)
+    return env
+
+
+def run(cmd: list[str], root: Path, env: dict[str, str] | None = None, check: bool = True,
+        timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, cwd=root, env=env or tool_env(root), capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n"
+                             f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def project_files() -> list[str]:
+    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                         cwd=REPO, capture_output=True, text=True, check=True).stdout
+    return [p for p in out.splitlines() if p and (REPO / p).is_file()]
+
+
+def make_project_copy(dest: Path, params_overrides: dict[str, dict] | None = None,
+                      with_lock: bool = True) -> Path:
+    """Copy the project's tracked (and not-ignored) files into `dest` as a fresh git repo."""
+    for rel in project_files():
+        if not with_lock and rel == "dvc.lock":
+            continue
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, target)
+    if params_overrides:
+        from mlops_assets.params_edit import update_params_section
+
+        for section, values in params_overrides.items():
+            update_params_section(dest / "params.yaml", section, values)
+    env = tool_env(dest)
+    run(["git", "init", "-q", "-b", "main"], dest, env)
+    run(["git", "add", "-A"], dest, env)
+    run(["git", "commit", "-q", "-m", "copy of the project for a test"], dest, env)
+    (dest / ".dagster_home").mkdir(exist_ok=True)
+    return dest
+
+
+SMALL = {"sample_data": {"rows_per_week": 2500}}
+
+
+@pytest.fixture
+def small_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A project copy with small batches, MLOPS_ASSETS_ROOT and DAGSTER_HOME pointing at it."""
+    root = make_project_copy(tmp_path / "project", SMALL, with_lock=False)
+    monkeypatch.setenv("MLOPS_ASSETS_ROOT", str(root))
+    monkeypatch.setenv("DAGSTER_HOME", str(root / ".dagster_home"))
+    monkeypatch.setenv("PATH", f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.chdir(root)
+    yield root
