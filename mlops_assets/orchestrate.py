@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-
-warnings.filterwarnings("ignore", category=dg.BetaWarning)
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
 )
+
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 
 def load_defs() -> dg.Definitions:
