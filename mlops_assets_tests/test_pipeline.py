@@ -53,10 +53,19 @@ def test_a_changed_dvc_edge_is_detected(tmp_path: Path) -> None:
     assert ("features", "drift") in dagster_stage_edges(edges) - dvc_stage_edges(tmp_path)
 
 
-def test_asset_selection_parses_with_dvc_installed() -> None:
-    """The antlr pin: dagster's selection parser must work beside DVC's hydra/omegaconf."""
-    import dvc.repo  # noqa: F401  (imported on purpose: the conflict shows only with both)
+def test_asset_selection_parses_with_dvc_installed(tmp_path: Path, monkeypatch) -> None:
+    """The antlr pin: dagster's selection parser must work beside DVC's hydra/omegaconf,
+    in one environment and one process that really runs DVC."""
     import omegaconf  # noqa: F401
+    from dvc.repo import Repo
+
+    monkeypatch.chdir(tmp_path)
+    repo = Repo.init(str(tmp_path), no_scm=True)
+    (tmp_path / "dvc.yaml").write_text("stages:\n  s:\n    cmd: echo hi > out.txt\n    outs: [out.txt]\n")
+    repo = Repo(str(tmp_path))
+    repo.reproduce("s")
+    assert (tmp_path / "out.txt").read_text().strip() == "hi"
+    assert repo.status() == {}
 
     sel = dg.AssetSelection.from_string('key:"model"+ or group:"ingest"')
     from mlops_assets.definitions import defs

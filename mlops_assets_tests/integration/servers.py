@@ -1,0 +1,165 @@
+"""Start and stop the Dagster webserver and daemon for a project copy, for tests.
+
+    with start_webserver(root, root / ".dagster_home") as web:
+        with start_daemon(root, root / ".dagster_home"):
+            ...  # web.url is "http://127.0.0.1:<port>"
+
+Each process runs in its own process group (so the run workers it spawns are stopped
+with it), with stdout+stderr in a log file whose tail failure messages can quote.
+Stopping is SIGTERM to the group, a bounded wait, then SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def server_env(root: Path, dagster_home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment the services run with: the venv first on PATH, MLOPS_ASSETS_ROOT and
+    DAGSTER_HOME pointing at the copy, analytics/telemetry off."""
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["MLOPS_ASSETS_ROOT"] = str(root)
+    env["DAGSTER_HOME"] = str(dagster_home)
+    env["DVC_NO_ANALYTICS"] = "1"
+    env["DO_NOT_TRACK"] = "1"
+    env["DAGSTER_DISABLE_TELEMETRY"] = "1"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("GIT_AUTHOR_NAME", "tests")
+    env.setdefault("GIT_COMMITTER_NAME", "tests")
+    env.setdefault("GIT_AUTHOR_EMAIL", "tests@example.invalid")
+    env.setdefault("GIT_COMMITTER_EMAIL", "tests@example.invalid")
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class Service:
+    """A started process: its name, Popen handle, log file and (for the webserver) URL."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    url: str | None = None
+    _stopped: bool = field(default=False, repr=False)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError as exc:
+            return f"<no log: {exc}>"
+        return text[-chars:]
+
+    def describe(self, chars: int = 4000) -> str:
+        state = "running" if self.alive() else f"exited {self.proc.returncode}"
+        return f"--- {self.name} ({state}), log {self.log_path} ---\n{self.log_tail(chars)}"
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM the process group, wait up to `timeout`, then SIGKILL it."""
+        if self._stopped:
+            return
+        self._stopped = True
+        _signal_group(self.proc, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _signal_group(self.proc, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        # children that outlived the leader (run workers) go too
+        _signal_group(self.proc, signal.SIGKILL)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)  # start_new_session: pgid == pid
+    except ProcessLookupError:
+        pass
+
+
+@contextmanager
+def start_service(name: str, cmd: Sequence[str], root: Path, dagster_home: Path,
+                  log_path: Path | None = None, env: dict[str, str] | None = None,
+                  stop_timeout: float = 30) -> Iterator[Service]:
+    """Run `cmd` in `root` in a new process group for the duration of the block."""
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    log_path = log_path or dagster_home / f"{name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(list(cmd), cwd=root, env=env or server_env(root, dagster_home),
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    service = Service(name, proc, log_path)
+    try:
+        yield service
+    finally:
+        service.stop(stop_timeout)
+
+
+def wait_for(url: str, timeout: float = 120, interval: float = 0.5,
+             service: Service | None = None) -> None:
+    """Poll `url` until it answers 200; raise TimeoutError (with the service's log tail)
+    after `timeout` seconds, or at once if `service` exits meanwhile."""
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        if service is not None and not service.alive():
+            raise RuntimeError(f"{service.name} exited before {url} answered\n{service.describe()}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                if resp.status == 200:
+                    return
+                last = f"HTTP {resp.status}"
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError) as exc:
+            last = repr(exc)
+        time.sleep(interval)
+    extra = f"\n{service.describe()}" if service is not None else ""
+    raise TimeoutError(f"{url} did not answer 200 within {timeout:.0f}s (last: {last}){extra}")
+
+
+@contextmanager
+def start_webserver(root: Path, dagster_home: Path, port: int | None = None,
+                    workspace: str = "workspace.yaml", ready_timeout: float = 180,
+                    log_path: Path | None = None) -> Iterator[Service]:
+    """`dagster-webserver -w workspace.yaml -h 127.0.0.1 -p PORT` in `root`; yields once
+    GET /server_info answers 200. `service.url` is the base URL."""
+    port = port or free_port()
+    cmd = [str(VENV_BIN / "dagster-webserver"), "-w", workspace, "-h", "127.0.0.1",
+           "-p", str(port)]
+    with start_service("dagster-webserver", cmd, root, dagster_home, log_path) as service:
+        service.url = f"http://127.0.0.1:{port}"
+        wait_for(f"{service.url}/server_info", timeout=ready_timeout, service=service)
+        yield service
+
+
+@contextmanager
+def start_daemon(root: Path, dagster_home: Path, workspace: str = "workspace.yaml",
+                 log_path: Path | None = None) -> Iterator[Service]:
+    """`dagster-daemon run -w workspace.yaml` in `root` (backfills, sensors, schedules).
+    Whether it is up shows in the webserver: see `daemon_healthy`."""
+    cmd = [str(VENV_BIN / "dagster-daemon"), "run", "-w", workspace]
+    with start_service("dagster-daemon", cmd, root, dagster_home, log_path) as service:
+        yield service
