@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
         add_drift_parser(sub).set_defaults(func=run_drift)
     except ImportError:  # the drift CLI module is optional at import time
         pass
+    try:
+        from mlops_assets.registry_cli import add_registry_parsers
+
+        add_registry_parsers(sub)
+    except ImportError:  # the registry CLI module is optional at import time
+        pass
     return parser
 
 

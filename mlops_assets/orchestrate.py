@@ -30,7 +30,9 @@ def _execute(defs: dg.Definitions, instance: dg.DagsterInstance, selection: str,
     job = defs.resolve_implicit_global_asset_job_def()
     sel = dg.AssetSelection.from_string(selection)
     subset = job.get_subset(asset_selection=sel.resolve(defs.resolve_asset_graph()))
-    return subset.execute_in_process(instance=instance, tags=tags or {}, raise_on_error=False)
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    return subset.execute_in_process(run_config=quiet, instance=instance, tags=tags or {},
+                                     raise_on_error=False)
 
 
 def materialize_chain(root: Path, progress: bool = True,
@@ -49,19 +51,22 @@ def materialize_chain(root: Path, progress: bool = True,
             "train -> evaluate -> drift ...")
         tags = {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
         runs.append(_execute(defs, instance, '* and not key:"landing_batches"', tags))
-    failed = [ev.step_key for r in runs for ev in r.all_events if ev.is_step_failure]
-    errors = [ev.event_specific_data.error.message.strip().splitlines()[0]
-              for r in runs for ev in r.all_events
-              if ev.is_step_failure and ev.event_specific_data.error]
-    checks = [ev for r in runs for ev in r.all_events
-              if ev.event_type_value == "ASSET_CHECK_EVALUATION"
-              and not ev.event_specific_data.passed
-              and ev.event_specific_data.severity == dg.AssetCheckSeverity.ERROR
-              and ev.event_specific_data.check_name == "validation_passed"]
-    if checks:
-        failed.append("validated_dataset (validation_passed check)")
-        errors.append((checks[0].event_specific_data.description or "").splitlines()[0]
-                      if checks[0].event_specific_data.description else "validation failed")
+    from mlops_assets.defs.metadata import CHECKS
+
+    blocking = {name for checks in CHECKS.values() for name, is_blocking, _ in checks if is_blocking}
+    failed, errors = [], []
+    for r in runs:
+        for ev in r.all_events:
+            data = ev.event_specific_data
+            if ev.is_step_failure:
+                failed.append(ev.step_key)
+                if data.error and "AssetCheckFailedError" not in (data.error.cls_name or ""):
+                    errors.append(data.error.message.strip().splitlines()[0])
+            elif (ev.event_type_value == "ASSET_CHECK_EVALUATION" and not data.passed
+                  and data.severity == dg.AssetCheckSeverity.ERROR
+                  and data.check_name in blocking):
+                failed.append(f"{data.asset_key.to_user_string()} (check {data.check_name})")
+                errors.extend((data.description or f"check {data.check_name} failed").splitlines())
     success = all(r.success for r in runs) and not failed and len(runs) == 2
     summary: dict[str, Any] = {"success": success, "run_ids": [r.run_id[:8] for r in runs],
                                "failed_steps": failed, "errors": errors}

@@ -150,7 +150,7 @@ def _build_stage_asset(stage: str) -> dg.AssetsDefinition:
     common: dict[str, Any] = dict(
         name=stage, specs=specs, check_specs=check_specs or None,
         partitions_def=PARTITIONED_STAGES.get(stage),
-        backfill_policy=dg.BackfillPolicy.single_run() if stage in PARTITIONED_STAGES else None,
+        backfill_policy=dg.BackfillPolicy.single_run(),  # one run per chain, also for `dg launch`
         can_subset=False,
     )
 

@@ -1,0 +1,200 @@
+"""`mlops-assets registry ...`: the model registry from the command line.
+
+    mlops-assets registry list [--json]
+    mlops-assets registry show VERSION [--json]
+    mlops-assets registry register [--model P] [--record P] [--evaluation P] [--by NAME]
+    mlops-assets registry promote VERSION --to STAGE [--by NAME] [--reason TEXT]
+    mlops-assets registry approve VERSION --by NAME --reason TEXT
+    mlops-assets registry reject VERSION --by NAME --reason TEXT
+    mlops-assets registry rollback [--by NAME] [--reason TEXT]
+    mlops-assets registry log [--json]
+
+VERSION is the model's md5 or a unique prefix of at least 6 characters. A refused
+operation prints why and exits 2."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from mlops_assets.core.io import DataError
+from mlops_assets.core.registry import STAGES, Registry, RegistryError
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+        return "unknown"
+
+
+def _root(args: argparse.Namespace) -> Path:
+    from mlops_assets.pipeline import project_root
+
+    return Path(args.root) if getattr(args, "root", None) else project_root()
+
+
+def _row(v: str, info: dict[str, Any]) -> dict[str, Any]:
+    ev = info.get("evaluation") or {}
+    m = ev.get("metrics") or {}
+    return {"version": v, "stage": info["stage"], "cutoff": info.get("cutoff"),
+            "eligible": ev.get("eligible") if ev else None,
+            "pr_auc": m.get("pr_auc"), "fpr": m.get("fpr"),
+            "approvals": len(info.get("approvals", [])),
+            "registered_at": info.get("registered_at")}
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return str(v)
+
+
+def _list(args: argparse.Namespace) -> int:
+    reg = Registry(_root(args))
+    rows = [_row(v, i) for v, i in sorted(reg.versions().items(),
+                                         key=lambda kv: kv[1].get("registered_at") or "")]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no model versions registered")
+        return 0
+    cols = ["version", "stage", "cutoff", "eligible", "pr_auc", "fpr", "approvals",
+            "registered_at"]
+    table = [[_fmt(r[c])[:12] if c == "version" else _fmt(r[c]) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
+    for t in table:
+        print("  ".join(x.ljust(w) for x, w in zip(t, widths, strict=True)))
+    prod = reg.pointer().get("version")
+    print(f"\nserving (registry/production.json): {prod or 'nothing in production'}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    reg = Registry(_root(args))
+    info = reg.get(args.version)
+    info["events"] = reg.events(info["version"])
+    print(json.dumps(info, indent=2, sort_keys=True))
+    return 0
+
+
+def _register(args: argparse.Namespace) -> int:
+    root = _root(args)
+    reg = Registry(root)
+    model = Path(args.model or root / "data/model/model.skops")
+    record = Path(args.record or root / "data/model/model.json")
+    evaluation = args.evaluation or root / "data/reports/evaluation.json"
+    evaluation = Path(evaluation) if Path(evaluation).exists() else None
+    v = reg.register(model, record, evaluation_path=evaluation, by=args.by or _user(),
+                     reason=args.reason or "registered from the command line")
+    info = reg.get(v)
+    ev = info.get("evaluation")
+    print(f"registered {v} ({info['stage']}); evaluation gate: "
+          f"{'none' if ev is None else ('passed' if ev['eligible'] else 'FAILED')}")
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    reg = Registry(_root(args))
+    out = reg.promote(args.version, args.to, by=args.by or _user(), reason=args.reason or "")
+    print(f"{out['version']} -> {out['stage']}")
+    if out["stage"] == "production":
+        print(f"serving now points at {out['model_path']}")
+    return 0
+
+
+def _approve(args: argparse.Namespace) -> int:
+    out = Registry(_root(args)).approve(args.version, by=args.by, reason=args.reason)
+    print(f"approved {out['version']} by {args.by} ({len(out['approvals'])} approval(s))")
+    return 0
+
+
+def _reject(args: argparse.Namespace) -> int:
+    out = Registry(_root(args)).reject(args.version, by=args.by, reason=args.reason)
+    print(f"rejected {out['version']} by {args.by}: now {out['stage']}")
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    out = Registry(_root(args)).rollback(by=args.by or _user(), reason=args.reason or "rollback")
+    print(f"rolled back: production {out['from_version']} -> {out['version']}")
+    print(f"serving now points at {out['model_path']}")
+    return 0
+
+
+def _log(args: argparse.Namespace) -> int:
+    evs = Registry(_root(args)).events()
+    if args.json:
+        print(json.dumps(evs, indent=2))
+        return 0
+    for e in evs:
+        move = ""
+        if e.get("from_stage") or e.get("to_stage"):
+            move = f"{e.get('from_stage')} -> {e.get('to_stage')}"
+        if e.get("from_version") or e.get("to_version"):
+            move += (f"  production {str(e.get('from_version'))[:12]} -> "
+                     f"{str(e.get('to_version'))[:12]}")
+        print(f"{e['seq']:>4}  {e['at']}  {e['action']:<16} {str(e.get('version'))[:12]:<12}  "
+              f"by {e['by']}: {e.get('reason', '')}  {move}"
+              + (f"  [{e['refused']}]" if e.get("refused") else ""))
+    return 0
+
+
+def _guarded(func: Any) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except (RegistryError, DataError) as e:
+            print(f"registry: {e}", file=sys.stderr)
+            return 2
+    return run
+
+
+def add_registry_parsers(sub: Any) -> argparse.ArgumentParser:
+    """Mount `registry` and its sub-commands on the main parser's sub-parsers."""
+    p = sub.add_parser("registry", help="the model registry: list, show, promote, approve, "
+                                        "reject, rollback")
+    p.add_argument("--root", type=Path, help="project root (default: MLOPS_ASSETS_ROOT or "
+                                              "the checkout)")
+    rs = p.add_subparsers(dest="registry_command", required=True)
+    q = rs.add_parser("list", help="every version with its stage")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=_guarded(_list))
+    q = rs.add_parser("show", help="one version: record, evaluation, approvals, events")
+    q.add_argument("version")
+    q.set_defaults(func=_guarded(_show))
+    q = rs.add_parser("register", help="register data/model (and its evaluation) as candidate")
+    q.add_argument("--model")
+    q.add_argument("--record")
+    q.add_argument("--evaluation")
+    q.add_argument("--by")
+    q.add_argument("--reason")
+    q.set_defaults(func=_guarded(_register))
+    q = rs.add_parser("promote", help="move a version to a stage")
+    q.add_argument("version")
+    q.add_argument("--to", required=True, choices=list(STAGES))
+    q.add_argument("--by")
+    q.add_argument("--reason")
+    q.set_defaults(func=_guarded(_promote))
+    for name, fn in (("approve", _approve), ("reject", _reject)):
+        q = rs.add_parser(name, help=f"{name} a version (a person's sign-off)")
+        q.add_argument("version")
+        q.add_argument("--by", required=True)
+        q.add_argument("--reason", required=True)
+        q.set_defaults(func=_guarded(fn))
+    q = rs.add_parser("rollback", help="bring back the previous production version")
+    q.add_argument("--by")
+    q.add_argument("--reason")
+    q.set_defaults(func=_guarded(_rollback))
+    q = rs.add_parser("log", help="the registry events of the audit log")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=_guarded(_log))
+    return p
