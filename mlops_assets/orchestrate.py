@@ -50,7 +50,9 @@ def materialize_chain(root: Path, progress: bool = True,
         say(f"[2/2] snapshots of {len(keys)} batches -> validation -> features -> split -> "
             "train -> evaluate -> drift ...")
         tags = {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
-        runs.append(_execute(defs, instance, '* and not key:"landing_batches"', tags))
+        # promotion (production_model) needs a person's approval: never part of the chain run
+        chain = '* and not key:"landing_batches" and not key:"production_model"'
+        runs.append(_execute(defs, instance, chain, tags))
     from mlops_assets.defs.metadata import CHECKS
 
     blocking = {name for checks in CHECKS.values() for name, is_blocking, _ in checks if is_blocking}

@@ -41,6 +41,7 @@ PLOTS = "data/reports/plots"
 DRIFT_JSON = "data/reports/drift.json"
 DRIFT_HTML = "data/reports/drift.html"
 PRODUCTION_POINTER = "registry/production.json"
+TREND_BATCHES = 8  # earlier batches shown in the drift report's trend
 
 
 @dataclass
@@ -188,10 +189,31 @@ def stage_train(ctx: StageContext) -> StageResult:
         model_path=ctx.path(MODEL), result=result, contract=contract, params=params,
         data_hashes=data_hashes, cutoff=ctx.params["split"]["cutoff"],
         extra={"snapshots": snaps, "split": split,
+               "feature_importance": _importance(result.pipeline, train, contract, params.seed),
                "reference_profile_md5": md5_file(ctx.path(REFERENCE_PROFILE))})
     write_json_atomic(ctx.path(MODEL_RECORD), record)
     return StageResult("train", [MODEL, MODEL_RECORD, REFERENCE_PROFILE, REFERENCE_VALUES],
                        {"record": record})
+
+
+def _importance(pipeline: Any, train: pd.DataFrame, contract: Contract, seed: int,
+                sample: int = 5000) -> dict[str, float]:
+    """Permutation importance (drop in ROC AUC) on a seeded sample of the training rows: it
+    ranks features in the drift report by how much the model relies on them."""
+    from sklearn.inspection import permutation_importance
+    from threadpoolctl import threadpool_limits
+
+    from mlops_assets.core.train import feature_matrix
+
+    rows = train.sample(n=min(sample, len(train)), random_state=seed).sort_index()
+    y = rows[contract.label_column].to_numpy()
+    if len(set(y.tolist())) < 2:
+        return {}
+    with threadpool_limits(1):
+        imp = permutation_importance(pipeline, feature_matrix(rows, contract), y,
+                                     scoring="roc_auc", n_repeats=3, random_state=seed, n_jobs=1)
+    return {name: round(float(v), 6) for name, v in zip(contract.feature_names,
+                                                        imp.importances_mean, strict=True)}
 
 
 def stage_evaluate(ctx: StageContext) -> StageResult:
@@ -255,11 +277,22 @@ def stage_drift(ctx: StageContext) -> StageResult:
         "params": ctx.params.get("drift", {}),
         "libraries": record.get("libraries", {}),
     }
-    report = drift.drift_report_from_files(
-        ctx.path(REFERENCE_PROFILE), ctx.path(REFERENCE_VALUES), current, scores,
-        ctx.params.get("drift", {}), lineage, contract)
+    importance = record.get("feature_importance") or None
+    profile = drift.load_reference_profile(ctx.path(REFERENCE_PROFILE), ctx.path(REFERENCE_VALUES))
+    drift_params = ctx.params.get("drift", {})
+    report = drift.drift_report(profile, current, scores, drift_params, lineage, importance)
+    history = []
+    order = feats.groupby("_batch")[ts].max().sort_values(kind="stable").index.tolist()
+    for batch in order[-(TREND_BATCHES + 1):-1]:  # the trend: earlier batches, oldest first
+        part = feats[feats["_batch"] == batch].reset_index(drop=True)
+        earlier = drift.drift_report(profile, part, score(model, part, contract), drift_params,
+                                     {"current_batch": str(batch)}, importance)
+        history.append({k: earlier[k] for k in ("lineage", "drift_share", "severity",
+                                                "multivariate", "prediction", "features")})
+    report["trend"] = [{"batch": h["lineage"]["current_batch"], "drift_share": h["drift_share"],
+                        "severity": h["severity"]} for h in history]
     write_json_atomic(ctx.path(DRIFT_JSON), report)
-    write_text_atomic(ctx.path(DRIFT_HTML), drift.render_html(report))
+    write_text_atomic(ctx.path(DRIFT_HTML), drift.render_html(report, history, importance))
     return StageResult("drift", [DRIFT_JSON, DRIFT_HTML], {"report": report})
 
 

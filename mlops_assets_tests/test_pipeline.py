@@ -16,9 +16,12 @@ def _dagster_graph() -> tuple[set[str], set[tuple[str, str]]]:
     from mlops_assets.definitions import defs
 
     graph = defs().resolve_asset_graph()
-    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    # Assets that are not DVC stages (the model registry) say so in their metadata.
+    mirrored = {k for k in graph.get_all_asset_keys()
+                if graph.get(k).metadata.get("mlops_assets/dvc_mirrored", True) is not False}
+    keys = {k.to_user_string() for k in mirrored}
     edges = {(up.to_user_string(), k.to_user_string())
-             for k in graph.get_all_asset_keys() for up in graph.get(k).parent_keys}
+             for k in mirrored for up in graph.get(k).parent_keys if up in mirrored}
     return keys, edges
 
 

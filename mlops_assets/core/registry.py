@@ -345,6 +345,17 @@ class Registry:
                 self._event("promote", v, by, reason, from_stage=frm, to_stage=to)
             return {"version": v, **info}
 
+    def promotion_refusal(self, version: str, to: str = PRODUCTION) -> str | None:
+        """Why promoting `version` to `to` would be refused right now (None: it would not).
+        Read-only: nothing is logged (promote() logs refused attempts)."""
+        state = self.state()
+        v = self.resolve(version, state)
+        try:
+            self._check_promotion(v, state["versions"][v], to, state)
+        except RegistryError as e:
+            return str(e)
+        return None
+
     def _check_promotion(self, v: str, info: dict[str, Any], to: str,
                          state: dict[str, Any]) -> None:
         frm = info["stage"]

@@ -49,6 +49,15 @@ class TrainConfig(dg.Config):
     operating_fpr: float | None = None
 
 
+class SplitConfig(dg.Config):
+    """The split window, editable in the Launchpad and set by the drift-triggered retrain
+    (defs/sensors.py). Written back into params.yaml's split section before splitting, so
+    DVC pins the window a model was trained on."""
+
+    cutoff: str | None = None
+    holdout_end: str | None = None
+
+
 def _code_version(stage: str) -> str:
     root = project_root()
     h = hashlib.md5()
@@ -59,7 +68,7 @@ def _code_version(stage: str) -> str:
 
 
 def _run(context: dg.AssetExecutionContext, stage: str,
-         overrides: dict[str, Any] | None = None) -> Iterator[Any]:
+         overrides: dict[str, Any] | None = None, section: str = "train") -> Iterator[Any]:
     root = project_root()
     keys = None
     if stage in PARTITIONED_STAGES and context.has_partition_key:
@@ -68,8 +77,8 @@ def _run(context: dg.AssetExecutionContext, stage: str,
         if overrides:
             from mlops_assets.params_edit import update_params_section
 
-            update_params_section(root / "params.yaml", "train", overrides)
-            context.log.info(f"params.yaml train section updated from run config: {overrides}")
+            update_params_section(root / "params.yaml", section, overrides)
+            context.log.info(f"params.yaml {section} section updated from run config: {overrides}")
         try:
             result = st.run_stage(stage, root, partition_keys=keys)
         except Exception as exc:
@@ -161,6 +170,14 @@ def _build_stage_asset(stage: str) -> dg.AssetsDefinition:
             yield from _run(context, stage, overrides)
 
         return train_asset
+
+    if stage == "split":
+        @dg.multi_asset(**common)
+        def split_asset(context: dg.AssetExecutionContext, config: SplitConfig):
+            overrides = {k: v for k, v in config.model_dump().items() if v is not None}
+            yield from _run(context, stage, overrides, section="split")
+
+        return split_asset
 
     @dg.multi_asset(**common)
     def stage_asset(context: dg.AssetExecutionContext):
