@@ -7,7 +7,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DVC_NO_ANALYTICS := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: setup demo test ui repro lint bench clean-data browser-deps
+.PHONY: setup demo test ui repro lint bench browser-deps lock
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -38,3 +38,12 @@ lint: setup
 
 bench: setup
 	$(PY) benchmarks/chain_bench.py
+
+lock: setup  ## rebuild dvc.lock from a clean copy of the tracked files (what a fresh clone gets)
+	rm -rf /tmp/mlops_assets_lock && mkdir -p /tmp/mlops_assets_lock
+	git ls-files --cached --others --exclude-standard | grep -v '^dvc.lock$$' | \
+	  xargs -I{} cp --parents {} /tmp/mlops_assets_lock/
+	cd /tmp/mlops_assets_lock && git init -q && git add -A && \
+	  git -c user.email=lock@local -c user.name=lock commit -qm lock && dvc repro -q
+	cp /tmp/mlops_assets_lock/dvc.lock dvc.lock
+	@echo "dvc.lock rebuilt from a clean copy"
