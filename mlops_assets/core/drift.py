@@ -478,6 +478,14 @@ def _multivariate(mv: Mapping[str, Any], z: np.ndarray, p: Mapping[str, Any]) ->
     se = math.sqrt(ref_sd ** 2 / max(n_ref, 1) + cur_sd ** 2 / max(err.size, 1))
     pval = float(2 * st.norm.sf(abs(cur_mean - ref_mean) / se)) if se > 0 else (
         0.0 if cur_mean != ref_mean else 1.0)
+    if "error_q95" in mv and err.size:
+        # exceedance test: under no drift 5% of current errors exceed the reference q95;
+        # Bonferroni-combined with the mean test (robust to heavy tails in either direction)
+        from scipy.stats import binom
+
+        k = int((err > float(mv["error_q95"])).sum())
+        p_tail = float(binom.sf(k - 1, err.size, 0.05)) if k > 0 else 1.0
+        pval = min(1.0, 2 * min(pval, p_tail))
     floor = float(p["mv_moderate"])
     thr, source = floor, "default"
     chunks = mv.get("chunks") or {}

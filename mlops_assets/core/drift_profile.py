@@ -394,6 +394,9 @@ def _fit_pca(z: np.ndarray, names: list[str], chunk_of_row: np.ndarray | None,
         "mean": means, "std": stds, "residual_components": resid.T.tolist(), "n_components": q,
         "explained_variance": float(ratio[q - 1]), "n_rows": int(len(ev)),
         "error_mean": float(err.mean()), "error_std": float(err.std(ddof=1)) if len(err) > 1 else 0.0,
+        # tail quantile for a robust exceedance test (errors are heavy-tailed, so a mean test
+        # alone loses power exactly when a few rows break the correlation structure)
+        "error_q95": float(np.quantile(err, 0.95)) if len(err) else 0.0,
     }
     chunks: dict[str, list] = {"rows": [], "mv": []}
     if chunk_of_row is not None:

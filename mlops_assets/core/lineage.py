@@ -73,8 +73,11 @@ RUNS_DIR = "data/runs"
 
 TRAIN_STAGE = "train"
 
-VERIFIED, MISSING, MISMATCHED, UNRECORDED, SKIPPED = (
-    "verified", "missing", "mismatched", "unrecorded", "skipped")
+# A check's status. Only MISMATCHED and MISSING fail a verify; WARNING is a finding that does
+# not by itself make the chain unverifiable (e.g. an artifact built by `dvc repro` that Dagster
+# never materialised).
+VERIFIED, MISSING, MISMATCHED, WARNING, SKIPPED = (
+    "verified", "missing", "mismatched", "warning", "skipped")
 
 # Libraries whose versions decide a model's bytes (the model record's "libraries" keys).
 LIBRARIES = {"numpy": "numpy", "pandas": "pandas", "pyarrow": "pyarrow",
@@ -600,7 +603,7 @@ class Chain:
         if a.in_dir is not None:
             parent = self.artifacts.get(a.in_dir)
             return parent is not None and idx.get(parent.path) == parent.md5
-        return idx.get(a.path) == a.md5 or a.path not in idx
+        return a.md5 is not None and idx.get(a.path) == a.md5
 
     def bytes_of(self, path: str, md5: str | None) -> tuple[bytes | None, str | None]:
         """The bytes of `path` at version `md5` (working tree, DVC cache, or git)."""
@@ -701,6 +704,8 @@ def build_lineage(root: Path, ref: str, *, cache: HashCache | None = None,
             rec.strict = False
     if model.record_path and model.record_path != MODEL_RECORD:
         rec.alt_paths.append(model.record_path)
+        if not found and (root / model.record_path).is_file():
+            rec.claim("registry copy", cache.md5(root / model.record_path))
     record, record_src = None, None
     for p in [*rec.alt_paths, MODEL_RECORD]:
         record, record_src = chain.json_of(p, record_md5)
@@ -1207,7 +1212,7 @@ def verify_lineage(lineage: dict[str, Any], chain: Chain, *,
                             dagster_note or "Dagster: no instance, materialisation metadata not "
                                             "checked"))
     counts = {s: sum(c.status == s for c in checks)
-              for s in (VERIFIED, MISSING, MISMATCHED, UNRECORDED, SKIPPED)}
+              for s in (VERIFIED, MISSING, MISMATCHED, WARNING, SKIPPED)}
     return {"ok": counts[MISMATCHED] == 0 and counts[MISSING] == 0, "counts": counts,
             "checks": [asdict(c) for c in checks], "hash_cache": chain.cache.stats()}
 
@@ -1306,7 +1311,7 @@ def _check_feature_definitions(lineage: dict[str, Any], chain: Chain) -> list[Ch
                          f"feature definitions in {contract.path}: {have} (as trained)", want, have,
                          "working tree"))
     else:
-        status = MISMATCHED if contract.strict else UNRECORDED
+        status = MISMATCHED if contract.strict else WARNING
         out.append(Check(contract.path, "features", status,
                          f"feature definitions in {contract.path} hash to {have} but the model was "
                          f"trained with {want}: the feature definitions were edited without a "
@@ -1419,7 +1424,7 @@ def _check_dagster(lineage: dict[str, Any], chain: Chain,
                    + (f" (latest: {latest.get('data_version')}, run {latest['run_id'][:8]} at "
                       f"{_iso(latest['timestamp'])}); built outside Dagster (dvc repro)?"
                       if latest else " (no materialisation at all)"))
-            out.append(Check(f"dagster:{key}", "dagster", UNRECORDED, msg, a.md5,
+            out.append(Check(f"dagster:{key}", "dagster", WARNING, msg, a.md5,
                              None if latest is None else latest.get("data_version")))
             continue
         bad = [r for r in hits if r.get("dvc_md5") not in (None, "", a.md5)]
@@ -1601,7 +1606,7 @@ def _event_line(e: Mapping[str, Any]) -> str:
 
 def render_verification(ver: dict[str, Any]) -> str:
     L = ["VERIFY  (every hash recomputed from the working tree, the DVC cache or git)"]
-    order = {MISMATCHED: 0, MISSING: 1, UNRECORDED: 2, SKIPPED: 3, VERIFIED: 4}
+    order = {MISMATCHED: 0, MISSING: 1, WARNING: 2, SKIPPED: 3, VERIFIED: 4}
     for c in sorted(ver["checks"], key=lambda c: order[c["status"]]):
         L.append(f"  {c['status'].upper() if c['status'] != VERIFIED else 'verified':<11} "
                  f"{c['message']}")
@@ -1609,7 +1614,7 @@ def render_verification(ver: dict[str, Any]) -> str:
     hc = ver.get("hash_cache") or {}
     L.append("")
     L.append(f"Result: {n[VERIFIED]} verified, {n[MISMATCHED]} mismatched, {n[MISSING]} missing, "
-             f"{n[UNRECORDED]} unrecorded, {n[SKIPPED]} skipped -> "
+             f"{n[WARNING]} warnings, {n[SKIPPED]} skipped -> "
              + ("OK" if ver["ok"] else "FAILED"))
     L.append(f"hash cache: {hc.get('hits')} hits, {hc.get('hashed')} files hashed "
              f"({(hc.get('bytes_hashed') or 0) / 1e6:.1f} MB)")

@@ -48,9 +48,11 @@ def test_holiday_batch_is_significant_drift_with_new_categories(trained) -> None
     assert {"log_amount", "merchant_category", "channel"} <= drifted
     unseen = next(f for f in rep["features"] if f["name"] == "merchant_category")["unseen_categories"]
     assert {"gift_cards", "luxury_goods", "toys"} <= set(unseen)
+    assert rep["multivariate"]["drifted"], rep["multivariate"]
 
 
 @pytest.mark.parametrize("week", [10, 11])
 def test_normal_weeks_after_cutoff_show_no_drift(trained, week: int) -> None:
     rep = _report(trained, week)
     assert rep["severity"] == "none", [f["name"] for f in rep["features"] if f["drifted"]]
+    assert not rep["multivariate"]["drifted"], rep["multivariate"]

@@ -6,10 +6,13 @@
 
 Each process runs in its own process group (so the run workers it spawns are stopped
 with it), with stdout+stderr in a log file whose tail failure messages can quote.
-Stopping is SIGTERM to the group, a bounded wait, then SIGKILL."""
+Stopping is SIGTERM to the group, a bounded wait, then SIGKILL.
+
+`graphql(url, query)` and `wait_daemon_healthy(url)` talk to a running webserver."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -163,3 +166,46 @@ def start_daemon(root: Path, dagster_home: Path, workspace: str = "workspace.yam
     cmd = [str(VENV_BIN / "dagster-daemon"), "run", "-w", workspace]
     with start_service("dagster-daemon", cmd, root, dagster_home, log_path) as service:
         yield service
+
+
+class GraphQLError(RuntimeError):
+    pass
+
+
+def graphql(base_url: str, query: str, variables: dict | None = None, timeout: float = 30) -> dict:
+    """POST a query to the webserver's /graphql; return `data`, raise GraphQLError on errors."""
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    req = urllib.request.Request(f"{base_url}/graphql", data=body,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            payload = json.load(resp)
+    except urllib.error.HTTPError as exc:
+        raise GraphQLError(f"HTTP {exc.code} from /graphql: {exc.read()[:2000]!r}") from exc
+    if payload.get("errors"):
+        raise GraphQLError(f"GraphQL errors: {json.dumps(payload['errors'])[:2000]}")
+    return payload["data"]
+
+
+DAEMON_HEALTH = "{ instance { daemonHealth { allDaemonStatuses { daemonType healthy required } } } }"
+
+
+def wait_daemon_healthy(base_url: str, daemon_types: Sequence[str] = ("BACKFILL",),
+                        timeout: float = 120, interval: float = 1,
+                        services: Sequence[Service] = ()) -> None:
+    """Wait until the webserver reports the given daemons healthy (their heartbeats arrive),
+    or raise TimeoutError with the services' log tails."""
+    deadline = time.monotonic() + timeout
+    statuses: list[dict] = []
+    while time.monotonic() < deadline:
+        for s in services:
+            if not s.alive():
+                raise RuntimeError(f"{s.name} exited\n{s.describe()}")
+        statuses = graphql(base_url, DAEMON_HEALTH)["instance"]["daemonHealth"]["allDaemonStatuses"]
+        healthy = {d["daemonType"] for d in statuses if d["healthy"]}
+        if set(daemon_types) <= healthy:
+            return
+        time.sleep(interval)
+    logs = "\n".join(s.describe() for s in services)
+    raise TimeoutError(f"daemons {list(daemon_types)} not healthy within {timeout:.0f}s: "
+                       f"{statuses}\n{logs}")

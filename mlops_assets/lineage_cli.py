@@ -1,0 +1,300 @@
+"""`mlops-assets lineage`, `mlops-assets reproduce` and `mlops-assets audit`: the auditor's
+commands.
+
+    mlops-assets lineage MODEL_VERSION|production|current [--json] [--graph mermaid|dot]
+                         [--verify] [--no-hash-cache] [--no-dagster] [--require-dagster]
+    mlops-assets reproduce MODEL_VERSION|production [--keep] [--json]
+    mlops-assets audit log [--since DATE] [--model VERSION] [--type TYPE] [--json]
+    mlops-assets audit verify
+
+Exit codes of `lineage --verify`: 0 every artifact verified; 1 something mismatched (a hash,
+leakage past the cutoff, edited feature definitions, a broken audit-log chain); 3 something
+missing (and nothing mismatched); 2 bad input (unknown model version). `--require-dagster`
+also fails (1) when Dagster never materialised an artifact of the chain.
+`audit verify`: 0 the chain holds, 1 it is broken. `reproduce`: 0 identical bytes, 1 not.
+
+The Dagster materialisation metadata is read through `DagsterInstance.get()` when
+DAGSTER_HOME points at an instance with storage; otherwise that part is skipped with a note."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from mlops_assets.pipeline import project_root
+
+EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT, EXIT_MISSING = 0, 1, 2, 3
+
+
+# ============================================================================ Dagster
+
+
+class InstanceRecords:
+    """Materialisation records of the project's Dagster instance, as plain dicts (what
+    `core.lineage.DagsterRecords` asks for). Fetched once per asset."""
+
+    def __init__(self, instance: Any) -> None:
+        self.instance = instance
+        self._cache: dict[str, list[dict[str, Any]]] = {}
+
+    def materializations(self, asset_key: str) -> list[dict[str, Any]]:
+        if asset_key not in self._cache:
+            import dagster as dg
+
+            recs: list[Any] = []
+            cursor = None
+            while True:
+                res = self.instance.fetch_materializations(
+                    dg.AssetKey(asset_key), limit=1000, cursor=cursor, ascending=True)
+                recs += res.records
+                if not res.has_more:
+                    break
+                cursor = res.cursor
+            out = []
+            for r in recs:
+                mat = r.asset_materialization
+                if mat is None:
+                    continue
+                meta = {}
+                for k, v in (mat.metadata or {}).items():
+                    val = getattr(v, "value", v)
+                    meta[k] = val if isinstance(val, (str, int, float, bool)) else str(val)
+                dvc_md5 = meta.get("dvc/md5")
+                out.append({"timestamp": r.timestamp, "run_id": r.run_id,
+                            "partition": mat.partition,
+                            "data_version": (mat.tags or {}).get("dagster/data_version"),
+                            "dvc_md5": dvc_md5, "metadata": meta})
+            self._cache[asset_key] = out
+        return self._cache[asset_key]
+
+
+def dagster_records(root: Path) -> tuple[InstanceRecords | None, str]:
+    """The instance's records, or None and why not. Only an instance whose DAGSTER_HOME
+    already has storage is opened (opening one would otherwise create it)."""
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        return None, "Dagster: DAGSTER_HOME is not set, materialisation metadata not checked"
+    h = Path(home)
+    if not any((h / d).exists() for d in ("storage", "history")):
+        return None, (f"Dagster: DAGSTER_HOME {h} has no storage yet (nothing was materialised "
+                      "there), materialisation metadata not checked")
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    try:
+        import dagster as dg
+
+        instance = dg.DagsterInstance.get()
+    except Exception as e:  # noqa: BLE001 (a broken instance is a note, not a crash)
+        return None, f"Dagster: cannot open the instance at {h} ({type(e).__name__}: {e})"
+    return InstanceRecords(instance), f"Dagster: instance {h}"
+
+
+# ============================================================================ lineage
+
+
+def add_lineage_parsers(sub: Any) -> None:
+    """Mount `lineage`, `reproduce` and `audit` on the main CLI's sub-parsers."""
+    p = sub.add_parser(
+        "lineage", help="the full chain of a model version, back to the raw bytes",
+        description="Print the chain of MODEL_VERSION (md5 of model.skops, a unique prefix, "
+                    "'production' or 'current'): model and record, evaluation and approval, "
+                    "feature table, validated dataset and contract, every raw snapshot, params, "
+                    "git commit, libraries, cutoff and drift reports. --verify recomputes "
+                    "every hash.")
+    p.add_argument("model", help="MODEL_VERSION (md5 or prefix), 'production' or 'current'")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--graph", choices=["mermaid", "dot"], help="print the chain as a diagram")
+    p.add_argument("--verify", action="store_true",
+                   help="recompute every hash and check it against dvc.lock, the model record "
+                        "and Dagster; exit 1 on a mismatch, 3 on a missing artifact")
+    p.add_argument("--no-hash-cache", action="store_true",
+                   help="rehash every file (ignore .dvc/tmp/lineage-hashes.sqlite)")
+    p.add_argument("--no-dagster", action="store_true", help="do not read the Dagster instance")
+    p.add_argument("--require-dagster", action="store_true",
+                   help="fail when Dagster never materialised an artifact of the chain")
+    p.set_defaults(func=run_lineage)
+
+    if "reproduce" not in sub.choices:
+        r = sub.add_parser(
+            "reproduce", help="rebuild a model in a temporary git worktree and compare bytes",
+            description="Find the commit whose dvc.lock recorded MODEL_VERSION, check it out in "
+                        "a temporary git worktree sharing this repository's DVC cache, bring "
+                        "the pinned inputs, run `dvc repro train` and compare the model bytes.")
+        r.add_argument("model", help="MODEL_VERSION (md5 or prefix) or 'production'")
+        r.add_argument("--keep", action="store_true", help="keep the worktree for inspection")
+        r.add_argument("--json", action="store_true")
+        r.set_defaults(func=run_reproduce)
+
+    if "audit" not in sub.choices:  # another module may own `audit`; never clash
+        a = sub.add_parser("audit", help="read and verify the append-only audit log")
+        asub = a.add_subparsers(dest="audit_command", required=True)
+        lg = asub.add_parser("log", help="print audit-log entries")
+        lg.add_argument("--since", help="only entries at or after DATE (YYYY-MM-DD or ISO time)")
+        lg.add_argument("--model", help="only entries naming this model version (or prefix)")
+        lg.add_argument("--type", dest="event_type", help="only entries of this type")
+        lg.add_argument("--json", action="store_true", help="a JSON array of the entries")
+        lg.add_argument("--log", type=Path, help="the log file (default registry/audit.log.jsonl)")
+        lg.set_defaults(func=run_audit_log)
+        vf = asub.add_parser("verify", help="check the hash chain of the audit log")
+        vf.add_argument("--log", type=Path, help="the log file (default registry/audit.log.jsonl)")
+        vf.add_argument("--json", action="store_true")
+        vf.set_defaults(func=run_audit_verify)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (dt.datetime, dt.date)):
+        return o.isoformat()
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, set):
+        return sorted(o)
+    return str(o)
+
+
+def run_lineage(args: argparse.Namespace) -> int:
+    from mlops_assets.core.lineage import (
+        HashCache,
+        LineageError,
+        build_lineage,
+        render_graph,
+        render_text,
+        verify_lineage,
+    )
+
+    root = project_root()
+    dagster, note = (None, "Dagster: not read (--no-dagster)")
+    if not args.no_dagster:
+        dagster, note = dagster_records(root)
+    with HashCache.for_root(root, enabled=not args.no_hash_cache) as cache:
+        try:
+            lineage, chain = build_lineage(root, args.model, cache=cache, dagster=dagster)
+        except LineageError as e:
+            print(f"lineage: {e}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        verification = None
+        if args.verify:
+            verification = verify_lineage(lineage, chain, dagster=dagster, dagster_note=note)
+    if args.graph:
+        print(render_graph(lineage, chain, args.graph, verification))
+    elif args.json:
+        doc = {**lineage, "artifacts": [
+            {"id": a.id, "kind": a.kind, "path": a.path, "md5": a.md5,
+             "claims": [{"by": who, "md5": m} for who, m in a.claims]}
+            for a in chain.artifacts.values()]}
+        if verification is not None:
+            doc["verification"] = verification
+        print(json.dumps(doc, indent=2, sort_keys=True, default=_json_default))
+    else:
+        print(render_text(lineage, verification))
+    if verification is None:
+        return EXIT_OK
+    counts = verification["counts"]
+    if counts["mismatched"] or (args.require_dagster and any(
+            c["kind"] == "dagster" and c["status"] == "warning" for c in verification["checks"])):
+        return EXIT_MISMATCH
+    if counts["missing"]:
+        return EXIT_MISSING
+    return EXIT_OK
+
+
+def run_reproduce(args: argparse.Namespace) -> int:
+    from mlops_assets.reproduce import ReproduceError, render_result, reproduce
+
+    try:
+        result = reproduce(project_root(), args.model, keep=args.keep,
+                           progress=None if args.json else lambda m: print(m, file=sys.stderr))
+    except ReproduceError as e:
+        print(f"reproduce: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True, default=_json_default))
+    else:
+        print(render_result(result))
+    return EXIT_OK if result["identical"] else EXIT_MISMATCH
+
+
+# ============================================================================ audit
+
+
+def _parse_since(text: str) -> dt.datetime:
+    t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+def filter_events(events: list[dict[str, Any]], since: dt.datetime | None = None,
+                  model: str | None = None, event_type: str | None = None
+                  ) -> list[dict[str, Any]]:
+    from mlops_assets.core.lineage import event_names_model, event_time
+    from mlops_assets.core.lineage import event_type as etype
+
+    out = []
+    for e in events:
+        if since is not None:
+            t = event_time(e)
+            if t is None or t < since:
+                continue
+        if model and not event_names_model(e, model.lower()):
+            continue
+        if event_type and etype(e).lower() != event_type.lower():
+            continue
+        out.append(e)
+    return out
+
+
+def run_audit_log(args: argparse.Namespace) -> int:
+    from mlops_assets.core.audit import read_events
+    from mlops_assets.core.io import DataError
+    from mlops_assets.core.lineage import AUDIT_LOG, _event_line
+
+    path = args.log or project_root() / AUDIT_LOG
+    try:
+        since = _parse_since(args.since) if args.since else None
+    except ValueError:
+        print(f"audit log: --since {args.since!r} is not a date (YYYY-MM-DD or ISO time)",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        events = read_events(path)
+    except DataError as e:
+        print(f"audit log: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    shown = filter_events(events, since, args.model, args.event_type)
+    out = sys.stdout
+    if args.json:
+        out.write(json.dumps(shown, indent=1, sort_keys=True, default=_json_default) + "\n")
+        return EXIT_OK
+    if not Path(path).exists():
+        print(f"{path}: no audit log yet (nothing recorded)")
+        return EXIT_OK
+    lines = [f"{'seq':>6}  {'time':<25} {'type':<18} details"]
+    lines += [f"{e.get('seq', '?'):>6}  {_event_line(e)}" for e in shown]
+    lines.append(f"{len(shown)} of {len(events)} entries ({path})")
+    out.write("\n".join(lines) + "\n")
+    return EXIT_OK
+
+
+def run_audit_verify(args: argparse.Namespace) -> int:
+    from mlops_assets.core.audit import verify_chain
+    from mlops_assets.core.lineage import AUDIT_LOG
+
+    path = Path(args.log or project_root() / AUDIT_LOG)
+    problems = verify_chain(path)
+    n = sum(1 for _ in open(path, "rb")) if path.exists() else 0
+    if args.json:
+        print(json.dumps({"path": str(path), "entries": n, "ok": not problems,
+                          "problems": problems}, indent=2))
+    elif not path.exists():
+        print(f"{path}: no audit log yet (nothing to verify)")
+    elif problems:
+        print(f"{path}: the hash chain is BROKEN ({len(problems)} problem(s) in {n} entries):")
+        for p in problems:
+            print(f"  {p}")
+    else:
+        print(f"{path}: the hash chain holds ({n} entries)")
+    return EXIT_MISMATCH if problems else EXIT_OK

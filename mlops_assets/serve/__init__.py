@@ -1,0 +1,11 @@
+"""The model service (issue 6): `mlops-assets serve`.
+
+Modules:
+  model_holder   loads a registry model pinned by version hash, holds the served model
+                 behind one reference (atomic hot swap) and watches registry/production.json;
+  validation     request records against the dataset contract (422 naming field and record);
+  inference_log  append-only Parquet segments of every scored record;
+  metrics        Prometheus metrics of one app instance;
+  app            the FastAPI application (`create_app`).
+No dagster import here.
+"""
