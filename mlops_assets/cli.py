@@ -71,6 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
         add_registry_parsers(sub)
     except ImportError:  # the registry CLI module is optional at import time
         pass
+    try:
+        from mlops_assets.lineage_cli import add_lineage_parsers
+
+        add_lineage_parsers(sub)
+    except ImportError:  # the lineage CLI module is optional at import time
+        pass
+    try:
+        from mlops_assets.serve_cli import add_serve_parser
+
+        add_serve_parser(sub)
+    except ImportError:  # the serve CLI module (and its web dependencies) is optional
+        pass
     return parser
 
 

@@ -157,6 +157,16 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
+def _asset_outs(root: Path) -> dict[str, tuple[str, str]] | None:
+    """asset key -> (DVC stage, the out whose dvc.lock md5 is its data version)."""
+    from mlops_assets.pipeline import ASSET_STAGE, asset_outs
+
+    try:
+        return {a: (ASSET_STAGE[a], outs[0]) for a, outs in asset_outs(root).items() if outs}
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 def run_lineage(args: argparse.Namespace) -> int:
     from mlops_assets.core.lineage import (
         HashCache,
@@ -179,7 +189,8 @@ def run_lineage(args: argparse.Namespace) -> int:
             return EXIT_BAD_INPUT
         verification = None
         if args.verify:
-            verification = verify_lineage(lineage, chain, dagster=dagster, dagster_note=note)
+            verification = verify_lineage(lineage, chain, dagster=dagster, dagster_note=note,
+                                          asset_outs=_asset_outs(root))
     if args.graph:
         print(render_graph(lineage, chain, args.graph, verification))
     elif args.json:
@@ -230,8 +241,7 @@ def _parse_since(text: str) -> dt.datetime:
 def filter_events(events: list[dict[str, Any]], since: dt.datetime | None = None,
                   model: str | None = None, event_type: str | None = None
                   ) -> list[dict[str, Any]]:
-    from mlops_assets.core.lineage import event_names_model, event_time
-    from mlops_assets.core.lineage import event_type as etype
+    from mlops_assets.core.lineage import event_matches_type, event_names_model, event_time
 
     out = []
     for e in events:
@@ -241,7 +251,7 @@ def filter_events(events: list[dict[str, Any]], since: dt.datetime | None = None
                 continue
         if model and not event_names_model(e, model.lower()):
             continue
-        if event_type and etype(e).lower() != event_type.lower():
+        if event_type and not event_matches_type(e, event_type):
             continue
         out.append(e)
     return out
@@ -272,7 +282,7 @@ def run_audit_log(args: argparse.Namespace) -> int:
     if not Path(path).exists():
         print(f"{path}: no audit log yet (nothing recorded)")
         return EXIT_OK
-    lines = [f"{'seq':>6}  {'time':<25} {'type':<18} details"]
+    lines = [f"{'seq':>6}  {'time':<25} {'type':<26} details"]
     lines += [f"{e.get('seq', '?'):>6}  {_event_line(e)}" for e in shown]
     lines.append(f"{len(shown)} of {len(events)} entries ({path})")
     out.write("\n".join(lines) + "\n")
@@ -280,21 +290,21 @@ def run_audit_log(args: argparse.Namespace) -> int:
 
 
 def run_audit_verify(args: argparse.Namespace) -> int:
-    from mlops_assets.core.audit import verify_chain
-    from mlops_assets.core.lineage import AUDIT_LOG
+    from mlops_assets.core.lineage import verify_audit_log
 
-    path = Path(args.log or project_root() / AUDIT_LOG)
-    problems = verify_chain(path)
-    n = sum(1 for _ in open(path, "rb")) if path.exists() else 0
+    root = project_root()
+    res = verify_audit_log(root, args.log)
+    path, n, problems = res["path"], res["entries"], res["problems"]
     if args.json:
-        print(json.dumps({"path": str(path), "entries": n, "ok": not problems,
-                          "problems": problems}, indent=2))
-    elif not path.exists():
+        print(json.dumps(res, indent=2))
+    elif not res["exists"]:
         print(f"{path}: no audit log yet (nothing to verify)")
     elif problems:
-        print(f"{path}: the hash chain is BROKEN ({len(problems)} problem(s) in {n} entries):")
+        print(f"{path}: the audit log is BROKEN ({len(problems)} problem(s) in {n} entries):")
         for p in problems:
             print(f"  {p}")
     else:
-        print(f"{path}: the hash chain holds ({n} entries)")
+        anchor = (f"; append-only against the version committed in {res['committed_in'][:10]}"
+                  if res.get("committed_in") else "")
+        print(f"{path}: the hash chain holds ({n} entries{anchor})")
     return EXIT_MISMATCH if problems else EXIT_OK

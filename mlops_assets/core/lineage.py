@@ -376,10 +376,22 @@ _MODEL_KEYS = ("version", "model_version", "model", "model_md5", "candidate", "f
 
 
 def event_type(e: Mapping[str, Any]) -> str:
+    """`kind.action` (the registry and the sensors write {"kind": ..., "action": ...}), else
+    the first of event/type/kind/action that is a string."""
+    kind, action = e.get("kind"), e.get("action")
+    if isinstance(kind, str) and isinstance(action, str):
+        return f"{kind}.{action}"
     for k in _TYPE_KEYS:
         if isinstance(e.get(k), str):
             return e[k]
     return "?"
+
+
+def event_matches_type(e: Mapping[str, Any], wanted: str) -> bool:
+    """`--type` matches the kind, the action or kind.action."""
+    w = wanted.lower()
+    return w in {event_type(e).lower(), str(e.get("kind", "")).lower(),
+                 str(e.get("action", "")).lower(), str(e.get("event", "")).lower()}
 
 
 def event_time(e: Mapping[str, Any]) -> dt.datetime | None:
@@ -564,7 +576,7 @@ class Chain:
         self.artifacts: dict[str, Artifact] = {}
         self.edges: list[tuple[str, str]] = []
         self.notes: list[str] = []
-        self._working_index: dict[str, str] | None = None
+        self._working_index: dict[str, set[str]] | None = None
         self._dir_listing_cache: dict[str, list[tuple[str, str]] | None] = {}
 
     # ------------------------------------------------------------------ lock lookups
@@ -576,15 +588,15 @@ class Chain:
                 return rev, entry
         return None
 
-    def working_index(self) -> dict[str, str]:
-        """path -> md5 the working dvc.lock records (outs of every stage, then deps)."""
+    def working_index(self) -> dict[str, set[str]]:
+        """path -> the md5s the working dvc.lock records for it (outs of every stage, and
+        deps: several when a stage entry is older than the file's last change)."""
         if self._working_index is None:
-            idx: dict[str, str] = {}
+            idx: dict[str, set[str]] = {}
             for entry in self.history.working.stages.values():
-                for p, m in _deps(entry).items():
-                    idx.setdefault(p, m)
-            for entry in self.history.working.stages.values():
-                idx.update(_outs(entry))
+                for p, m in {**_deps(entry), **_outs(entry)}.items():
+                    if m:
+                        idx.setdefault(p, set()).add(m)
             self._working_index = idx
         return self._working_index
 
@@ -596,14 +608,13 @@ class Chain:
 
     # ------------------------------------------------------------------ bytes
     def working_expected(self, a: Artifact) -> bool:
-        """Whether the working tree is supposed to hold exactly this version."""
-        if not a.strict:
-            return False
+        """Whether the working tree is supposed to hold exactly this version: the working
+        dvc.lock records this md5 for its path (or for the directory output it is listed in)."""
         idx = self.working_index()
         if a.in_dir is not None:
             parent = self.artifacts.get(a.in_dir)
-            return parent is not None and idx.get(parent.path) == parent.md5
-        return a.md5 is not None and idx.get(a.path) == a.md5
+            return parent is not None and parent.md5 in idx.get(parent.path, set())
+        return a.md5 is not None and a.md5 in idx.get(a.path, set())
 
     def bytes_of(self, path: str, md5: str | None) -> tuple[bytes | None, str | None]:
         """The bytes of `path` at version `md5` (working tree, DVC cache, or git)."""
@@ -700,8 +711,7 @@ def build_lineage(root: Path, ref: str, *, cache: HashCache | None = None,
     rec = chain.artifact("record", "record", MODEL_RECORD)
     if found:
         rec.claim(f"{found[0].label} train.outs", record_md5)
-        if not chain.working_expected(rec):
-            rec.strict = False
+    rec.strict = bool(found) and chain.working_expected(rec)
     if model.record_path and model.record_path != MODEL_RECORD:
         rec.alt_paths.append(model.record_path)
         if not found and (root / model.record_path).is_file():
@@ -743,12 +753,13 @@ def build_lineage(root: Path, ref: str, *, cache: HashCache | None = None,
                                f"md5 {md5}")
         return hit
 
-    def claim_file(id: str, kind: str, path: str, claims: list[tuple[str, str | None]]) -> Artifact:
+    def claim_file(id: str, kind: str, path: str, claims: list[tuple[str, str | None]],
+                   in_dir: str | None = None) -> Artifact:
         a = chain.artifact(id, kind, path)
         for who, md5 in claims:
             a.claim(who, md5)
-        if not chain.working_expected(a):
-            a.strict = False
+        a.in_dir = in_dir
+        a.strict = chain.working_expected(a)
         return a
 
     train_md5 = train_deps.get(TRAIN) or data_rec.get(TRAIN)
@@ -826,8 +837,7 @@ def build_lineage(root: Path, ref: str, *, cache: HashCache | None = None,
                            "snapshot files are checked against the manifest and model record")
     listed = dict(listing or [])
     man = claim_file("manifest", "manifest", MANIFEST,
-                     [(f"{SNAPSHOTS} {sdir.md5}", listed.get("manifest.json"))])
-    man.in_dir = "snapshots"
+                     [(f"{SNAPSHOTS} {sdir.md5}", listed.get("manifest.json"))], "snapshots")
     manifest, _ = chain.json_of(MANIFEST, man.md5)
     manifest_entries = (manifest or {}).get("entries") or record.get("snapshots") or []
     rec_snaps = {s.get("snapshot_file"): s for s in record.get("snapshots") or []}
@@ -839,9 +849,7 @@ def build_lineage(root: Path, ref: str, *, cache: HashCache | None = None,
         a = claim_file(f"snapshot:{e.get('batch')}", "snapshot", f"{SNAPSHOTS}/{fname}", [
             (f"{SNAPSHOTS} {sdir.md5}", listed.get(fname)),
             ("manifest.json", e.get("md5")),
-            ("model.json snapshots", (rec_snaps.get(fname) or {}).get("md5"))])
-        a.in_dir = "snapshots"
-        a.strict = chain.working_expected(a)
+            ("model.json snapshots", (rec_snaps.get(fname) or {}).get("md5"))], "snapshots")
         lt = batch_times.get(str(e.get("batch")), {})
         snapshots.append({
             "batch": e.get("batch"), "source_file": e.get("source_file"),
@@ -850,9 +858,8 @@ def build_lineage(root: Path, ref: str, *, cache: HashCache | None = None,
         })
     for fname, md5 in listed.items():  # files the listing has and the manifest does not name
         if fname != "manifest.json" and fname not in {e.get("snapshot_file") for e in manifest_entries}:
-            a = claim_file(f"snapshot-file:{fname}", "snapshot", f"{SNAPSHOTS}/{fname}",
-                           [(f"{SNAPSHOTS} {sdir.md5}", md5)])
-            a.in_dir = "snapshots"
+            claim_file(f"snapshot-file:{fname}", "snapshot", f"{SNAPSHOTS}/{fname}",
+                       [(f"{SNAPSHOTS} {sdir.md5}", md5)], "snapshots")
 
     # landing directory (the batches as they arrived)
     land_md5 = _deps(snap_hit[1]).get(LANDING) if snap_hit else None
@@ -864,9 +871,8 @@ def build_lineage(root: Path, ref: str, *, cache: HashCache | None = None,
              _outs(land_hit[1]).get(LANDING) if land_hit else None)])
         ldir.is_dir = True
         for fname, md5 in chain.dir_listing(ldir.md5) or []:
-            a = claim_file(f"landing:{fname}", "landing", f"{LANDING}/{fname}",
-                           [(f"{LANDING} {ldir.md5}", md5)])
-            a.in_dir = "landing"
+            claim_file(f"landing:{fname}", "landing", f"{LANDING}/{fname}",
+                       [(f"{LANDING} {ldir.md5}", md5)], "landing")
 
     # reference profile, code deps
     tr_outs = _outs(train_entry)
@@ -877,14 +883,6 @@ def build_lineage(root: Path, ref: str, *, cache: HashCache | None = None,
     for p in tr_outs:
         if p not in (MODEL, MODEL_RECORD, REFERENCE_PROFILE):
             claim_file(f"out:{p}", "model", p, [(f"{lbl} train.outs", tr_outs[p])])
-    code: dict[str, dict[str, str]] = {}
-    for stage, (rev, entry) in list(chain.entries.items()):
-        for p, md5 in _deps(entry).items():
-            if p.endswith(".py"):
-                a = claim_file(f"code:{p}", "code", p, [(f"{rev.label} {stage}.deps", md5)])
-                a.git_tracked = True
-                code.setdefault(stage, {})[p] = md5
-
     # ---------------------------------------------------------------- evaluation + drift
     ev_hit = chain.find_entry("evaluate", lambda e: _deps(e).get(MODEL) == version)
     evaluation = None
@@ -915,18 +913,50 @@ def build_lineage(root: Path, ref: str, *, cache: HashCache | None = None,
                 "recommendation": drift.get("recommendation")})
             m.claim("drift.json lineage.model_version", lin.get("model_version"))
 
+    # the other outputs of evaluate and drift, and what their deps (recorded in the same
+    # dvc.lock as the training) say about the chain's files
+    for stage in ("evaluate", "drift"):
+        hit = chain.entries.get(stage)
+        if not hit:
+            continue
+        rev, entry = hit
+        known = {a.path for a in chain.artifacts.values()}
+        for p, omd5 in _outs(entry).items():
+            if p not in known:
+                claim_file(f"out:{p}", "report", p, [(f"{rev.label} {stage}.outs", omd5)])
+        if found and rev is found[0]:
+            by_path = {a.path: a for a in chain.artifacts.values()}
+            for p, dmd5 in _deps(entry).items():
+                if p in by_path and not p.endswith(".py"):
+                    by_path[p].claim(f"{rev.label} {stage}.deps", dmd5)
+    code: dict[str, dict[str, str]] = {}
+    for stage, (rev, entry) in list(chain.entries.items()):
+        for p, md5 in _deps(entry).items():
+            if p.endswith(".py") and md5:
+                prior = chain.artifacts.get(f"code:{p}")
+                aid = f"code:{p}" if prior is None or prior.md5 == md5 else f"code:{p}@{md5}"
+                a = claim_file(aid, "code", p, [(f"{rev.label} {stage}.deps", md5)])
+                a.git_tracked = True
+                code.setdefault(stage, {})[p] = md5
+
     events = audit_events(root)
     trained_at = _trained_at(dagster, root, version, history, found)
     approvals = [e for e in events if event_names_model(e, version)
-                 and event_type(e).split(".")[0].lower() in {
+                 and str(e.get("action") or event_type(e)).split(".")[-1].lower() in {
                      "promote", "promotion", "approve", "approval", "reject", "rejection",
-                     "rollback", "register", "registered", "archive", "demote", "stage"}]
-    drift_events_on = [e for e in events if "drift" in event_type(e).lower()
-                       and event_names_model(e, version)]
+                     "rollback", "register", "evaluate", "promote_refused"}]
+    drift_events = [e for e in events if "drift" in event_type(e).lower()]
+    drift_events_on = [e for e in drift_events if event_names_model(e, version)]
+    # what led to this model: the drift events that requested a retrain with this model's
+    # cutoff (the retrain sensor logs the window it asked for), else the drift events
+    # logged before the model was trained
     t_model = _parse_time(trained_at.get("time")) if trained_at else None
-    drift_events_before = [e for e in events if "drift" in event_type(e).lower()
-                           and not event_names_model(e, version) and t_model is not None
-                           and (event_time(e) or t_model) < t_model]
+    rec_cut = str(record.get("cutoff") or "")[:10]
+    led = [e for e in drift_events if rec_cut and str(e.get("cutoff") or "")[:10] == rec_cut]
+    if not led and t_model is not None:
+        led = [e for e in drift_events if e not in drift_events_on
+               and (event_time(e) or t_model) < t_model][-10:]
+    drift_events_before = led
     out["evaluation"] = None if evaluation is None else {
         "path": EVALUATION, "md5": chain.artifacts["evaluation"].md5, "lock": ev_hit[0].label,
         "candidate": evaluation.get("candidate"), "reference": (evaluation.get("reference") or {})
@@ -1110,7 +1140,8 @@ def _dir_actual(chain: Chain, a: Artifact) -> tuple[str | None, list[str]]:
 
 def verify_lineage(lineage: dict[str, Any], chain: Chain, *,
                    dagster: DagsterRecords | None = None,
-                   dagster_note: str | None = None) -> dict[str, Any]:
+                   dagster_note: str | None = None,
+                   asset_outs: Mapping[str, tuple[str, str]] | None = None) -> dict[str, Any]:
     """Recompute every hash of the chain and check it against every claim; check leakage,
     feature definitions, params, the registry, Dagster and the audit log's hash chain."""
     root = chain.root
@@ -1206,7 +1237,7 @@ def verify_lineage(lineage: dict[str, Any], chain: Chain, *,
     checks += _check_registry(lineage, chain)
     checks += _check_audit_log(root)
     if dagster is not None:
-        checks += _check_dagster(lineage, chain, dagster)
+        checks += _check_dagster(lineage, chain, dagster, asset_outs)
     else:
         checks.append(Check("dagster", "dagster", SKIPPED,
                             dagster_note or "Dagster: no instance, materialisation metadata not "
@@ -1387,55 +1418,118 @@ def _check_registry(lineage: dict[str, Any], chain: Chain) -> list[Check]:
     return out
 
 
-def _check_audit_log(root: Path) -> list[Check]:
-    from mlops_assets.core.audit import verify_chain
+def verify_audit_log(root: Path, path: Path | None = None) -> dict[str, Any]:
+    """The audit log's hash chain (core.audit.verify_chain), with the altered entry named,
+    plus the append-only check the chain alone cannot make: the version committed to git
+    (the log is git/DVC tracked) must be a byte prefix of the working file, so an edit of
+    the last committed entry, or a truncation, is caught too. (An uncommitted last entry
+    has nothing after it to chain to: edits to it are only caught once it is committed or
+    followed by another entry.)"""
+    from mlops_assets.core.audit import GENESIS, verify_chain
 
-    path = root / AUDIT_LOG
+    path = Path(path) if path is not None else root / AUDIT_LOG
     if not path.exists():
+        return {"path": str(path), "exists": False, "entries": 0, "ok": True, "problems": []}
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    complete = lines[:-1]  # a torn tail (no newline) is not an acknowledged entry
+    problems: list[str] = []
+    if verify_chain(path):  # the verdict is core.audit's; the detail names the entry
+        prev = GENESIS
+        path_txt = _rel(root, path)
+        for n, line in enumerate(complete, start=1):
+            text = line.decode("utf-8", "replace")
+            try:
+                entry = json.loads(text)
+            except ValueError:
+                problems.append(f"{path_txt}: line {n} is not valid JSON")
+                prev = hashlib.sha256(line).hexdigest()
+                continue
+            if entry.get("prev_hash") != prev:
+                if n == 1:
+                    problems.append(f"{path_txt}: line 1 (seq {entry.get('seq')}) does not start the "
+                                    "chain: entries before it were removed")
+                else:
+                    problems.append(
+                        f"{path}: the entry at line {n - 1} was edited, or entries were removed "
+                        f"or reordered there: line {n} (seq {entry.get('seq')}) records "
+                        f"prev_hash {str(entry.get('prev_hash'))[:16]}… but line {n - 1} hashes "
+                        f"to {prev[:16]}…")
+            if entry.get("seq") != n - 1:
+                problems.append(f"{path_txt}: line {n} has seq {entry.get('seq')}, expected {n - 1}")
+            prev = hashlib.sha256(line).hexdigest()
+        problems = problems or verify_chain(path)
+    rel = path_txt = _rel(root, path)
+    commit = (git(root, "log", "-1", "--format=%H", "--", rel) or "").strip()
+    committed = git(root, "show", f"{commit}:{rel}", binary=True) if commit else None
+    if committed is not None and not raw.startswith(committed):
+        old_lines = committed.split(b"\n")
+        k = next((i for i, (a, b) in enumerate(zip(old_lines, lines)) if a != b),
+                 min(len(old_lines), len(lines)) - 1)
+        if len(raw) < len(committed) and committed.startswith(raw):
+            n_old, n_new = committed.count(b"\n"), raw.count(b"\n")
+            problems.append(f"{path_txt}: truncated: the version committed in {commit[:10]} has "
+                            f"{n_old} entries, the file {n_new} (the log is append-only)")
+        else:
+            problems.append(f"{path_txt}: line {k + 1} differs from the version committed in "
+                            f"{commit[:10]}: an entry already committed was edited (the log is "
+                            "append-only)")
+    return {"path": str(path), "exists": True, "entries": len(complete), "ok": not problems,
+            "problems": problems, "committed_in": commit or None}
+
+
+def _check_audit_log(root: Path) -> list[Check]:
+    res = verify_audit_log(root)
+    if not res["exists"]:
         return [Check(AUDIT_LOG, "audit", SKIPPED, f"audit log: {AUDIT_LOG} does not exist yet")]
-    problems = verify_chain(path)
-    if problems:
+    if res["problems"]:
         return [Check(AUDIT_LOG, "audit", MISMATCHED, f"audit log {AUDIT_LOG}: {p}")
-                for p in problems]
-    n = sum(1 for _ in open(path, "rb"))
+                for p in res["problems"]]
+    anchor = (f", append-only against the version committed in {res['committed_in'][:10]}"
+              if res.get("committed_in") else "")
     return [Check(AUDIT_LOG, "audit", VERIFIED, f"audit log {AUDIT_LOG}: the hash chain holds "
-                                                f"({n} entries)")]
+                                                f"({res['entries']} entries{anchor})")]
 
 
-def _check_dagster(lineage: dict[str, Any], chain: Chain,
-                   dagster: DagsterRecords) -> list[Check]:
+# asset key -> (DVC stage, the out whose md5 is its data version); the CLI passes the map
+# derived from dvc.yaml (mlops_assets.pipeline.asset_outs), this is the fallback.
+DEFAULT_ASSET_OUTS: dict[str, tuple[str, str]] = {
+    "landing_batches": ("landing", LANDING), "raw_snapshots": ("snapshot", SNAPSHOTS),
+    "validated_dataset": ("validate", VALIDATED), "feature_table": ("features", FEATURES),
+    "training_set": ("split", TRAIN), "holdout_set": ("split", HOLDOUT),
+    "model": (TRAIN_STAGE, MODEL), "evaluation": ("evaluate", EVALUATION),
+    "drift_report": ("drift", DRIFT_JSON)}
+
+
+def _check_dagster(lineage: dict[str, Any], chain: Chain, dagster: DagsterRecords,
+                   asset_outs: Mapping[str, tuple[str, str]] | None = None) -> list[Check]:
     """Each asset's Dagster materialisation for this chain: its data version and its
-    "dvc/md5" metadata must both equal the md5 the lineage expects."""
+    "dvc/md5" metadata must both equal the md5 the chain's dvc.lock entry records."""
     out = []
-    by_path = {a.path: a for a in chain.artifacts.values()}
-    assets = {"landing_batches": LANDING, "raw_snapshots": SNAPSHOTS,
-              "validated_dataset": VALIDATED, "feature_table": FEATURES, "training_set": TRAIN,
-              "holdout_set": HOLDOUT, "model": MODEL, "evaluation": EVALUATION,
-              "drift_report": DRIFT_JSON}
-    for key, path in assets.items():
-        a = by_path.get(path)
-        if a is None or not a.md5:
+    for key, (stage, path) in (asset_outs or DEFAULT_ASSET_OUTS).items():
+        entry = chain.entries.get(stage)
+        want = _outs(entry[1]).get(path) if entry else None
+        if not want:
             continue
         recs = dagster.materializations(key)
-        hits = [r for r in recs if r.get("data_version") == a.md5]
+        hits = [r for r in recs if r.get("data_version") == want]
         if not hits:
             latest = recs[-1] if recs else None
-            msg = (f"Dagster: {key} was never materialised with data version {a.md5}"
-                   + (f" (latest: {latest.get('data_version')}, run {latest['run_id'][:8]} at "
-                      f"{_iso(latest['timestamp'])}); built outside Dagster (dvc repro)?"
-                      if latest else " (no materialisation at all)"))
-            out.append(Check(f"dagster:{key}", "dagster", WARNING, msg, a.md5,
+            msg = (f"Dagster: {key} was never materialised with data version {want} ({path})"
+                   + (f"; latest: {latest.get('data_version')}, run {latest['run_id'][:8]} at "
+                      f"{_iso(latest['timestamp'])}. Built outside Dagster (dvc repro)?"
+                      if latest else "; it has no materialisation at all"))
+            out.append(Check(f"dagster:{key}", "dagster", WARNING, msg, want,
                              None if latest is None else latest.get("data_version")))
             continue
-        bad = [r for r in hits if r.get("dvc_md5") not in (None, "", a.md5)]
+        bad = [r for r in hits if r.get("dvc_md5") not in (None, "", want)]
         if bad:
             out.append(Check(f"dagster:{key}", "dagster", MISMATCHED,
-                             f"Dagster: {key} run {bad[0]['run_id'][:8]} has data version {a.md5} "
-                             f"but dvc/md5 metadata {bad[0].get('dvc_md5')}", a.md5,
+                             f"Dagster: {key} run {bad[0]['run_id'][:8]} has data version {want} "
+                             f"but dvc/md5 metadata {bad[0].get('dvc_md5')}", want,
                              bad[0].get("dvc_md5")))
             continue
         last = hits[-1]
-        extra = ""
         if key == "model":
             mm = (last.get("metadata") or {}).get("model_md5")
             if mm and mm != lineage["version"]:
@@ -1443,12 +1537,12 @@ def _check_dagster(lineage: dict[str, Any], chain: Chain,
                                  f"Dagster: model run {last['run_id'][:8]} metadata model_md5 {mm} "
                                  f"!= {lineage['version']}", lineage["version"], mm))
                 continue
-        if key == "raw_snapshots":
-            extra = f", {len({r.get('partition') for r in hits})} partitions"
+        extra = (f", {len({r.get('partition') for r in hits})} partitions"
+                 if any(r.get("partition") for r in hits) else "")
         out.append(Check(f"dagster:{key}", "dagster", VERIFIED,
-                         f"Dagster: {key} materialised with data version = dvc/md5 = {a.md5} "
+                         f"Dagster: {key} materialised with data version = dvc/md5 = {want} "
                          f"(run {last['run_id'][:8]} at {_iso(last['timestamp'])}{extra})",
-                         a.md5, a.md5, "dagster"))
+                         want, want, "dagster"))
     return out
 
 
@@ -1553,9 +1647,10 @@ def render_text(lineage: dict[str, Any], verification: dict[str, Any] | None = N
     pv = lineage["provenance"]
     w("PROVENANCE")
     w(f"  cutoff         {pv.get('cutoff')}")
-    for k, val in (pv.get("params") or {}).items():
-        if k != "record":
-            w(f"  params {k:<7} {json.dumps(val, sort_keys=True, default=str)}")
+    for k in ("train", "split"):
+        val = (pv.get("params") or {}).get(k) or {}
+        val = val.get(k, val) if isinstance(val, dict) else val
+        w(f"  params {k:<7} {json.dumps(val, sort_keys=True, default=str)}")
     g = pv["git"]
     if g.get("train_run_sha"):
         w(f"  code commit    {g['train_run_sha']}  ({g.get('train_run_sha_source')})")
@@ -1580,7 +1675,8 @@ def render_text(lineage: dict[str, Any], verification: dict[str, Any] | None = N
     for e in d["audit_events_on_model"]:
         w(f"  audit #{e.get('seq')}       {_event_line(e)}")
     if d["audit_events_before_training"]:
-        w("  drift events before this model was trained (what led to it):")
+        w("  drift events that led to this model (retrain with its cutoff, or logged before "
+          "it was trained):")
         for e in d["audit_events_before_training"]:
             w(f"    audit #{e.get('seq')}     {_event_line(e)}")
     if not d["reports"] and not d["audit_events_on_model"]:
@@ -1593,15 +1689,23 @@ def render_text(lineage: dict[str, Any], verification: dict[str, Any] | None = N
     return "\n".join(L)
 
 
-def _event_line(e: Mapping[str, Any]) -> str:
-    skip = {"prev_hash", "seq"}
+def _event_line(e: Mapping[str, Any], width: int = 200) -> str:
+    """time, type, the model it names, who and why, then the other fields (shortened)."""
+    skip = {"prev_hash", "seq", "version", "by", "reason", *_TIME_KEYS, *_TYPE_KEYS}
     t = event_time(e)
-    body = {k: v for k, v in e.items() if k not in skip and k not in _TIME_KEYS
-            and k not in _TYPE_KEYS}
-    txt = json.dumps(body, sort_keys=True, default=str)
-    if len(txt) > 160:
-        txt = txt[:157] + "..."
-    return f"{t.isoformat(timespec='seconds') if t else '?':<25} {event_type(e):<18} {txt}"
+    head = []
+    if isinstance(e.get("version"), str):
+        head.append(e["version"][:12])
+    if e.get("by"):
+        head.append(f"by {e['by']}")
+    if e.get("reason"):
+        head.append(f"\"{e['reason']}\"")
+    body = {k: v for k, v in e.items() if k not in skip}
+    txt = " ".join(head) + (" " if head and body else "") + (
+        json.dumps(body, sort_keys=True, default=str) if body else "")
+    if len(txt) > width:
+        txt = txt[:width - 3] + "..."
+    return f"{t.isoformat(timespec='seconds') if t else '?':<25} {event_type(e):<26} {txt}"
 
 
 def render_verification(ver: dict[str, Any]) -> str:

@@ -33,7 +33,7 @@ class PromotionConfig(dg.Config):
 
 def _launcher(context: dg.AssetExecutionContext) -> str:
     tags = context.run.tags if context.run else {}
-    return tags.get("dagster/user") or tags.get("user") or f"dagster-run:{context.run_id[:8]}"
+    return tags.get("dagster/user") or tags.get("user") or f"dagster-run:{context.run.run_id[:8]}"
 
 
 def _register_current(context: dg.AssetExecutionContext, reg: Registry) -> str:
@@ -45,7 +45,7 @@ def _register_current(context: dg.AssetExecutionContext, reg: Registry) -> str:
         return reg.register(root / MODEL, root / MODEL_RECORD,
                             evaluation_path=evaluation if evaluation.exists() else None,
                             by=_launcher(context),
-                            reason=f"registered by Dagster run {context.run_id}",
+                            reason=f"registered by Dagster run {context.run.run_id}",
                             registered_from=MODEL)
 
 
@@ -127,7 +127,7 @@ def production_model(context: dg.AssetExecutionContext, config: PromotionConfig)
     else:
         try:
             reg.promote(v, PRODUCTION, by=by,
-                        reason=config.reason or f"promoted by Dagster run {context.run_id}")
+                        reason=config.reason or f"promoted by Dagster run {context.run.run_id}")
         except RegistryError as e:  # the registry logged the refused attempt
             context.log.error(f"promotion of {v} refused: {e}")
             yield _refused(v, str(e))

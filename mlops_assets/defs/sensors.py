@@ -59,6 +59,7 @@ DRIFT_CHECK = dg.AssetCheckKey(dg.AssetKey("drift_report"), "no_significant_drif
 CHAIN_AFTER_LANDING = ["raw_snapshots", "validated_dataset", "feature_table", "drift_report"]
 RETRAIN_ASSETS = ["training_set", "holdout_set", "model", "evaluation", "drift_report",
                   "model_candidate"]
+BATCHES_NAME = "batches"  # defs/assets.py BATCHES (not imported: it reads dvc.yaml at import)
 HANDLED_KEEP = 500  # drift events remembered in the cursor (run keys dedupe beyond that)
 
 AUTOMATION_DEFAULTS: dict[str, Any] = {
@@ -185,8 +186,6 @@ def _changed_since(p: Path, size: int, mtime_ns: int) -> bool:
                 "file's content hash; half-written files wait until size and mtime settle.",
 )
 def landing_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    from mlops_assets.defs.assets import BATCHES
-
     root = project_root()
     params = _params(root)
     settings = automation_settings(params)
@@ -196,7 +195,7 @@ def landing_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
                                              float(settings["landing_settle_seconds"]))
     for n in notes:
         context.log.info(n)
-    existing = set(context.instance.get_dynamic_partitions(BATCHES.name))
+    existing = set(context.instance.get_dynamic_partitions(BATCHES_NAME))
     new_keys = sorted({e["key"] for e in events} - existing)
     requests = []
     for e in events:
@@ -214,7 +213,8 @@ def landing_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
                                       tags=tags))
     return dg.SensorResult(
         run_requests=requests,
-        dynamic_partitions_requests=[BATCHES.build_add_request(new_keys)] if new_keys else [],
+        dynamic_partitions_requests=[dg.AddDynamicPartitionsRequest(
+            partitions_def_name=BATCHES_NAME, partition_keys=new_keys)] if new_keys else [],
         cursor=json.dumps(new_cursor, sort_keys=True, separators=(",", ":")),
         skip_reason=None if requests else ("; ".join(notes) or "no new or changed batch files"),
     )
@@ -235,8 +235,8 @@ IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
 
 
 def read_pinned_report(root: Path, data_version: str | None) -> dict[str, Any] | None:
-    """The drift report whose dvc md5 is `data_version`: from the working tree if it still
-    has those bytes, else from the DVC cache (the pinned version, never "whatever is newest")."""
+    """The drift.json whose dvc md5 is `data_version`: from the DVC cache, or the working
+    tree if it still has those bytes (the pinned version, never "whatever is newest")."""
     from mlops_assets.core.io import md5_file
     from mlops_assets.stages import DRIFT_JSON
 
@@ -271,7 +271,11 @@ def drift_event_key(report: dict[str, Any], root: Path) -> tuple[str, dict[str, 
     return hashlib.md5(ident.encode()).hexdigest()[:16], info
 
 
-def _target_data_version(instance: dg.DagsterInstance, evaluation: Any) -> str | None:
+def _target_report_md5(instance: dg.DagsterInstance, evaluation: Any) -> str | None:
+    """The dvc md5 of the drift.json the failed check evaluated: from the `dvc/outs` metadata
+    of the check's target materialisation (its data version is the first out, the HTML)."""
+    from mlops_assets.stages import DRIFT_JSON
+
     target = getattr(evaluation, "target_materialization_data", None)
     if target is None:
         return None
@@ -280,7 +284,9 @@ def _target_data_version(instance: dg.DagsterInstance, evaluation: Any) -> str |
         limit=1).records
     if not recs:
         return None
-    return recs[0].asset_materialization.tags.get("dagster/data_version")
+    outs = recs[0].asset_materialization.metadata.get("dvc/outs")
+    value = getattr(outs, "value", None) or {}
+    return value.get(DRIFT_JSON)
 
 
 def retrain_in_progress(instance: dg.DagsterInstance) -> str | None:
@@ -320,9 +326,9 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult
         if r.status != Status.FAILED:
             context.log.info(f"drift check passed in run {r.run_id[:8]}: nothing to do")
             continue
-        evaluation = r.event.get_dagster_event().event_specific_data.evaluation \
+        evaluation = r.event.get_dagster_event().event_specific_data \
             if r.event and r.event.dagster_event else None
-        dv = _target_data_version(context.instance, evaluation) if evaluation else None
+        dv = _target_report_md5(context.instance, evaluation) if evaluation else None
         report = read_pinned_report(root, dv)
         if report is None:
             context.log.warning(f"drift report {dv} of run {r.run_id[:8]} not found; skipped")

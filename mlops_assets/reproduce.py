@@ -1,0 +1,263 @@
+"""`mlops-assets reproduce MODEL_VERSION`: rebuild a model from its pinned inputs and show
+that the bytes are the registered ones, or say exactly which input differs.
+
+1. Find the commit whose dvc.lock recorded the model md5 (the first one, where it entered
+   the history; `git log -- dvc.lock`).
+2. `git worktree add --detach` a temporary checkout of that commit (outside the repository).
+3. Point the worktree's DVC at this repository's cache (`dvc cache dir --local`) and remotes,
+   and `dvc checkout` the train stage's data deps (`dvc pull` them when the cache lacks them).
+4. Hash every dep of the train stage in the worktree against the md5 dvc.lock recorded (data
+   from DVC, code and params from git): any difference is reported with path, expected and
+   actual md5.
+5. `dvc repro --force --single-item train` in the worktree (with MLOPS_ASSETS_ROOT and
+   PYTHONPATH pointing at it, so the code of that commit runs), then compare the md5 of the
+   rebuilt model.skops with the version.
+6. Remove the worktree (`git worktree remove --force`, then prune), unless --keep.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mlops_assets.core.lineage import (
+    MODEL,
+    MODEL_RECORD,
+    TRAIN_STAGE,
+    LineageError,
+    LockHistory,
+    _deps,
+    _outs,
+    _params,
+    dir_md5,
+    dvc_cache_dir,
+    installed_libraries,
+    md5_of_file,
+    model_md5_of,
+    resolve_model,
+)
+
+
+class ReproduceError(Exception):
+    """The model cannot be reproduced (unknown version, never committed): a message for people."""
+
+
+def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None,
+         timeout: float = 3600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _tool(name: str) -> str:
+    """A tool of this environment (the venv's dvc), else from PATH."""
+    here = Path(sys.executable).parent / name
+    return str(here) if here.exists() else name
+
+
+def find_commit(root: Path, version: str) -> tuple[str, dict[str, Any]]:
+    """The first commit (oldest) whose dvc.lock records `version` as the train stage's
+    model.skops, and that dvc.lock's stages."""
+    history = LockHistory(root)
+    revs = [r for r in history.commits() if model_md5_of(r) == version]
+    if not revs:
+        where = (" It is recorded only in the uncommitted dvc.lock of the working tree: commit "
+                 "dvc.lock first." if model_md5_of(history.working) == version else "")
+        raise ReproduceError(f"no commit's dvc.lock records model {version}.{where}")
+    first = revs[-1]
+    return str(first.commit), first.stages
+
+
+def _tree_md5(path: Path) -> str | None:
+    if path.is_file():
+        return md5_of_file(path)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        return dir_md5((p.relative_to(path).as_posix(), md5_of_file(p)) for p in files)
+    return None
+
+
+def _dvc_remotes(root: Path, env: dict[str, str]) -> dict[str, str]:
+    """name -> url (absolute for local remotes) of this repository's DVC remotes."""
+    proc = _run([_tool("dvc"), "remote", "list"], root, env)
+    out = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 2:
+            name, url = parts[0], parts[1]
+            if "://" not in url and not os.path.isabs(url):
+                url = str((root / ".dvc" / url).resolve())
+            out[name] = url
+    return out
+
+
+def reproduce(root: Path, ref: str, keep: bool = False,
+              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Rebuild model `ref` in a temporary worktree; the result dict says whether the bytes
+    are identical and, if not, which inputs differ."""
+    say = progress or (lambda m: None)
+    root = Path(root).resolve()
+    history = LockHistory(root)
+    try:
+        version = resolve_model(root, ref, history).version
+    except LineageError as e:
+        raise ReproduceError(str(e)) from None
+    commit, stages = find_commit(root, version)
+    train = stages.get(TRAIN_STAGE) or {}
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["DVC_NO_ANALYTICS"] = "1"
+    result: dict[str, Any] = {"version": version, "commit": commit, "identical": False,
+                              "rebuilt_md5": None, "input_differences": [], "inputs": [],
+                              "steps": [], "worktree": None}
+    started = time.perf_counter()
+    wt = Path(tempfile.mkdtemp(prefix=f"mlops-reproduce-{version[:8]}-"))
+    wt.rmdir()  # git worktree add wants to create it
+    result["worktree"] = str(wt)
+    say(f"model {version} was recorded in dvc.lock at commit {commit[:10]}; worktree {wt}")
+    proc = _run(["git", "worktree", "add", "--detach", str(wt), commit], root, env)
+    if proc.returncode != 0:
+        raise ReproduceError(f"git worktree add failed: {proc.stderr.strip()}")
+    try:
+        # 1. share this repository's DVC cache and remotes
+        dvc = _tool("dvc")
+        steps = result["steps"]
+        cache_dir = dvc_cache_dir(root)
+        p = _run([dvc, "cache", "dir", "--local", str(cache_dir)], wt, env)
+        steps.append({"step": "dvc cache dir --local", "ok": p.returncode == 0,
+                      "detail": p.stderr.strip()[-500:]})
+        for name, url in _dvc_remotes(root, env).items():
+            _run([dvc, "remote", "modify", "--local", name, "url", url], wt, env)
+        # 2. the data deps of the train stage, from the cache (or the remote)
+        deps = dict(_deps(train))
+        produced = {o for st in stages.values() for o in _outs(st)}
+        # The model record pins (by md5) data the train stage reads besides its declared
+        # deps (data/features/features.parquet: its md5 goes into model.json); bring those too.
+        record = _record_from_cache(root, _outs(train).get(MODEL_RECORD))
+        undeclared = {p: m for p, m in (record.get("data") or {}).items() if p not in deps}
+        result["undeclared_inputs"] = sorted(undeclared)
+        deps.update(undeclared)
+        data_deps = [d for d in deps
+                     if any(d == o or d.startswith(o.rstrip("/") + "/") for o in produced)]
+        if data_deps:
+            say(f"dvc checkout {' '.join(data_deps)}")
+            p = _run([dvc, "checkout", *data_deps], wt, env)
+            steps.append({"step": "dvc checkout", "ok": p.returncode == 0,
+                          "detail": (p.stdout + p.stderr).strip()[-1000:]})
+            if p.returncode != 0:
+                say("dvc checkout failed for some inputs; trying dvc pull")
+                p = _run([dvc, "pull", *data_deps], wt, env)
+                steps.append({"step": "dvc pull", "ok": p.returncode == 0,
+                              "detail": (p.stdout + p.stderr).strip()[-1000:]})
+        # 3. every input against dvc.lock
+        for path, want in sorted(deps.items()):
+            have = _tree_md5(wt / path)
+            row = {"path": path, "expected": want, "actual": have,
+                   "source": "DVC" if path in data_deps else "git"}
+            result["inputs"].append(row)
+            if have != want:
+                result["input_differences"].append(row)
+        lock_params = _params(train)
+        import yaml
+
+        now = yaml.safe_load((wt / "params.yaml").read_text()) or {}
+        for key, val in lock_params.items():
+            node: Any = now
+            for part in key.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            if node != val:
+                result["input_differences"].append(
+                    {"path": f"params.yaml:{key}", "expected": val, "actual": node,
+                     "source": "git"})
+        # 4. rebuild
+        run_env = dict(env)
+        run_env["MLOPS_ASSETS_ROOT"] = str(wt)
+        run_env["PYTHONPATH"] = str(wt) + (os.pathsep + env["PYTHONPATH"]
+                                           if env.get("PYTHONPATH") else "")
+        run_env.pop("DAGSTER_HOME", None)
+        say("dvc repro --force --single-item train")
+        p = _run([dvc, "repro", "--force", "--single-item", TRAIN_STAGE], wt, run_env)
+        steps.append({"step": "dvc repro --force --single-item train", "ok": p.returncode == 0,
+                      "detail": (p.stdout + p.stderr).strip()[-2000:]})
+        model = wt / MODEL
+        result["rebuilt_md5"] = md5_of_file(model) if (p.returncode == 0 and model.exists()) \
+            else None
+        result["identical"] = result["rebuilt_md5"] == version
+        want_rec = _outs(train).get(MODEL_RECORD)
+        result["record_identical"] = (model.exists() and (wt / MODEL_RECORD).exists()
+                                      and md5_of_file(wt / MODEL_RECORD) == want_rec)
+        if not result["identical"]:
+            result["libraries"] = _library_diff(wt)
+    finally:
+        if keep:
+            say(f"worktree kept at {wt}")
+        else:
+            _run(["git", "worktree", "remove", "--force", str(wt)], root, env)
+            if wt.exists():
+                shutil.rmtree(wt, ignore_errors=True)
+            _run(["git", "worktree", "prune"], root, env)
+            result["worktree_removed"] = not wt.exists()
+    result["seconds"] = round(time.perf_counter() - started, 2)
+    return result
+
+
+def _record_from_cache(root: Path, md5: str | None) -> dict[str, Any]:
+    import json
+
+    from mlops_assets.core.lineage import dvc_cache_object
+
+    if not md5:
+        return {}
+    obj = dvc_cache_object(root, md5)
+    try:
+        return json.loads(obj.read_bytes()) if obj.is_file() else {}
+    except ValueError:
+        return {}
+
+
+def _library_diff(wt: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        rec = json.loads((wt / MODEL_RECORD).read_text()).get("libraries") or {}
+    except (OSError, ValueError):
+        rec = {}
+    now = installed_libraries()
+    return {k: {"recorded": rec.get(k), "installed": now.get(k)} for k in sorted(set(rec) | set(now))
+            if rec.get(k) != now.get(k)}
+
+
+def render_result(r: dict[str, Any]) -> str:
+    lines = [f"reproduce {r['version']} from commit {r['commit'][:10]} "
+             f"(worktree {r['worktree']}, {r.get('seconds')}s)"]
+    if r.get("undeclared_inputs"):
+        lines.append("  note: the train stage also reads " + ", ".join(r["undeclared_inputs"])
+                     + " (pinned by md5 in model.json) though dvc.yaml does not list it as a dep;"
+                       " checked out and compared too")
+    for row in r["inputs"]:
+        ok = row["expected"] == row["actual"]
+        lines.append(f"  {'ok      ' if ok else 'DIFFERS '} {row['path']:<42} {row['source']:<4} "
+                     f"expected {row['expected']}" + ("" if ok else f", actual {row['actual']}"))
+    if r["identical"]:
+        lines.append(f"IDENTICAL: the rebuilt model.skops has md5 {r['rebuilt_md5']}, the "
+                     "registered bytes" + ("; model.json too" if r.get("record_identical") else ""))
+    else:
+        failed = [s for s in r["steps"] if not s["ok"]]
+        if r["rebuilt_md5"] is None:
+            lines.append(f"NOT REBUILT: the rebuild of {r['version']} failed (see below)")
+        else:
+            lines.append(f"DIFFERENT: rebuilt md5 {r['rebuilt_md5']} != {r['version']}")
+        for d in r["input_differences"]:
+            lines.append(f"  input {d['path']}: expected {d['expected']}, actual {d['actual']}")
+        if r["rebuilt_md5"] is not None and not r["input_differences"]:
+            lines.append("  every input matches dvc.lock: the difference comes from the "
+                         "environment" + (f" (libraries: {r.get('libraries')})"
+                                          if r.get("libraries") else ""))
+        for s in failed:
+            lines.append(f"  step failed: {s['step']}: {s['detail'][-600:]}")
+    return "\n".join(lines)

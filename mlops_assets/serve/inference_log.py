@@ -1,0 +1,181 @@
+"""The inference log: every scored record, as append-only Parquet segments.
+
+Layout (under the project root):
+
+    data/inference_log/date=YYYY-MM-DD/seg-<UTC yyyymmddTHHMMSSffffff>-<pid>-<seq>.parquet
+
+One row per scored record: request_id, request_time (naive UTC), record_index (position in
+its request), served_by (production | canary), model_version, threshold, the id and
+timestamp columns, every feature as build_features made it, score, decision.
+
+Records are buffered in memory and written as a NEW segment file when the buffer holds
+`max_records` records or its oldest record is `max_seconds` old (and at shutdown). A segment
+is written to a temporary file and renamed into place, so a reader (or a crash) never sees
+half a segment; existing segments are never rewritten. A crash loses at most the in-flight
+buffer (bounded by max_records; and by `max_buffer` if the disk fails, after which records
+are dropped and counted). Segments are split by the request date, so a period partition
+(one day) is a directory.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mlops_assets.core.io import atomic_path
+
+log = logging.getLogger("mlops_assets.serve")
+
+LOG_DIR = "data/inference_log"
+META_COLUMNS = ["request_id", "request_time", "record_index", "served_by", "model_version",
+                "threshold"]
+
+
+class InferenceLog:
+    def __init__(self, directory: str | os.PathLike[str], max_records: int = 5000,
+                 max_seconds: float = 2.0, max_buffer: int = 200_000,
+                 on_write: Callable[[int, int], None] | None = None,
+                 on_drop: Callable[[int], None] | None = None) -> None:
+        self.directory = Path(directory)
+        self.max_records, self.max_seconds, self.max_buffer = max_records, max_seconds, max_buffer
+        self.on_write, self.on_drop = on_write, on_drop
+        self._frames: list[pd.DataFrame] = []
+        self._rows = 0
+        self._oldest: float | None = None
+        self._lock = threading.Lock()        # guards the buffer
+        self._write_lock = threading.Lock()  # one writer at a time
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+        self.segments_written = 0
+        self.records_written = 0
+        self.records_dropped = 0
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self) -> InferenceLog:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._thread = threading.Thread(target=self._run, name="inference-log", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop the writer thread and write whatever is buffered."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(30)
+        self.flush()
+
+    # ---------------------------------------------------------------- appending
+    def append(self, frame: pd.DataFrame) -> None:
+        """Buffer the rows of one request (the frame is not copied: do not modify it)."""
+        if len(frame) == 0:
+            return
+        with self._lock:
+            self._frames.append(frame)
+            self._rows += len(frame)
+            if self._oldest is None:
+                self._oldest = time.monotonic()
+            full = self._rows >= self.max_records
+        if full:
+            self._wake.set()
+
+    @property
+    def buffered(self) -> int:
+        return self._rows
+
+    def _run(self) -> None:
+        tick = min(0.25, self.max_seconds / 4) if self.max_seconds > 0 else 0.25
+        while not self._stop.is_set():
+            self._wake.wait(tick)
+            self._wake.clear()
+            with self._lock:
+                due = self._rows >= self.max_records or (
+                    self._oldest is not None
+                    and time.monotonic() - self._oldest >= self.max_seconds)
+            if due:
+                try:
+                    self.flush()
+                except Exception as e:  # noqa: BLE001 - keep serving, keep the buffer
+                    log.error("inference log write failed: %s: %s", type(e).__name__, e)
+
+    # ---------------------------------------------------------------- writing
+    def flush(self) -> list[Path]:
+        """Write the buffer as new segment(s); returns the paths written."""
+        with self._write_lock:
+            with self._lock:
+                frames, rows = self._frames, self._rows
+                self._frames, self._rows, self._oldest = [], 0, None
+            if not frames:
+                return []
+            try:
+                return self._write(pd.concat(frames, ignore_index=True))
+            except Exception:
+                with self._lock:  # put it back, oldest first, within the bound
+                    self._frames = frames + self._frames
+                    self._rows += rows
+                    self._oldest = self._oldest or time.monotonic()
+                    if self._rows > self.max_buffer:
+                        self._drop_oldest()
+                raise
+
+    def _drop_oldest(self) -> None:
+        dropped = 0
+        while self._frames and self._rows > self.max_buffer:
+            f = self._frames.pop(0)
+            self._rows -= len(f)
+            dropped += len(f)
+        self.records_dropped += dropped
+        log.error("inference log buffer over %d records: dropped %d", self.max_buffer, dropped)
+        if self.on_drop is not None:
+            self.on_drop(dropped)
+
+    def _write(self, df: pd.DataFrame) -> list[Path]:
+        out: list[Path] = []
+        dates = df["request_time"].dt.strftime("%Y-%m-%d")
+        for day, part in df.groupby(dates.to_numpy(), sort=True):
+            stamp = pd.Timestamp(part["request_time"].iloc[0]).strftime("%Y%m%dT%H%M%S%f")
+            name = f"seg-{stamp}-{os.getpid()}-{next(self._seq):06d}.parquet"
+            dest = self.directory / f"date={day}" / name
+            table = pa.Table.from_pandas(part.reset_index(drop=True), preserve_index=False)
+            with atomic_path(dest) as tmp:
+                pq.write_table(table, tmp, compression="zstd")
+            out.append(dest)
+            self.segments_written += 1
+            self.records_written += len(part)
+            if self.on_write is not None:
+                self.on_write(1, len(part))
+        return out
+
+
+def segment_files(directory: str | os.PathLike[str], dates: list[str] | None = None
+                  ) -> list[Path]:
+    """The complete segment files under `directory` (optionally only some dates), in name
+    order (temporary files of a writer in progress are skipped)."""
+    d = Path(directory)
+    if not d.exists():
+        return []
+    files = sorted(p for p in d.glob("date=*/seg-*.parquet") if not p.name.startswith("."))
+    if dates is not None:
+        wanted = {f"date={x}" for x in dates}
+        files = [p for p in files if p.parent.name in wanted]
+    return files
+
+
+def read_inference_log(directory: str | os.PathLike[str], dates: list[str] | None = None
+                       ) -> pd.DataFrame:
+    """All logged records (optionally for some dates) as one frame, in write order."""
+    files = segment_files(directory, dates)
+    if not files:
+        return pd.DataFrame()
+    return pd.concat([pq.read_table(p).to_pandas() for p in files], ignore_index=True)

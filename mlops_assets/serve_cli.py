@@ -1,0 +1,121 @@
+"""`mlops-assets serve`: the production model over HTTP (FastAPI on uvicorn).
+
+    mlops-assets serve [--port 8000] [--host 127.0.0.1] [--root DIR] [--model PATH]
+                       [--max-batch N] [--poll-interval S] [--canary-share F]
+                       [--canary-seed N] [--shadow] [--no-log]
+
+Start-up loads the registry's production model pinned by its version hash
+(registry/production.json; the file's md5 must equal the version), warms it up, and only
+then binds the port. With no production model it refuses to start (exit 2) unless
+`--model PATH` names a model file for development (then the pointer is not watched).
+Optional defaults come from a `serve:` section of params.yaml (same key names, with
+underscores); command-line flags win.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "serve", help="serve the registry's production model over HTTP",
+        description="Serve the production model (FastAPI on uvicorn): /predict, /health, "
+                    "/metadata, /metrics.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--root", type=Path, default=None, help="project root (default: the "
+                   "checkout or MLOPS_ASSETS_ROOT)")
+    p.add_argument("--model", type=Path, default=None,
+                   help="development only: serve this model file instead of the registry's "
+                        "production model (its model.json beside it gives the threshold)")
+    p.add_argument("--max-batch", type=int, default=None, help="records per request (10000)")
+    p.add_argument("--poll-interval", type=float, default=None,
+                   help="seconds between checks of registry/production.json (0.5)")
+    p.add_argument("--canary-share", type=float, default=None,
+                   help="share of requests scored by the staging model (0)")
+    p.add_argument("--canary-seed", type=int, default=None)
+    p.add_argument("--shadow", action="store_true", default=None,
+                   help="also score with the staging model (logged); answer with production")
+    p.add_argument("--no-log", action="store_true", help="do not write the inference log")
+    p.add_argument("--log-max-records", type=int, default=None)
+    p.add_argument("--log-max-seconds", type=float, default=None)
+    p.add_argument("--log-level", default="warning")
+    p.set_defaults(func=run_serve)
+    return p
+
+
+def build_service(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(app, loaded production model); raises DataError with a message for a person."""
+    from mlops_assets.core.contract import load_contract
+    from mlops_assets.pipeline import load_params, project_root
+    from mlops_assets.serve.app import ServeConfig, create_app
+    from mlops_assets.serve.model_holder import (
+        ModelHolder,
+        load_pinned,
+        load_production,
+        staging_entry,
+    )
+
+    root = (args.root or project_root()).resolve()
+    params = load_params(root)
+    contract = load_contract(root / params["dataset"]["contract"])
+    defaults = params.get("serve") or {}
+    config = ServeConfig(**{k: v for k, v in defaults.items()
+                            if k in ServeConfig.__dataclass_fields__})
+    for name in ("max_batch", "poll_interval", "canary_share", "canary_seed", "shadow",
+                 "log_max_records", "log_max_seconds"):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(config, name, value)
+    if getattr(args, "no_log", False):
+        config.log_enabled = False
+    if not 0.0 <= config.canary_share <= 1.0:
+        from mlops_assets.core.io import DataError
+
+        raise DataError(f"--canary-share is {config.canary_share}", expected="0 <= share <= 1")
+    if args.model is not None:
+        model = load_pinned(root, contract, args.model.resolve(), None, None, source="file")
+        config.watch = False
+    else:
+        model = load_production(root, contract)
+    staging = None
+    if config.canary_share > 0 or config.shadow:
+        entry = staging_entry(root)
+        if entry and entry.get("model_path"):
+            staging = load_pinned(root, contract, entry["model_path"], entry["version"],
+                                  entry.get("record_path"))
+    holder = ModelHolder(model, staging)
+    return create_app(root, contract, holder, config), model
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from mlops_assets.core.io import DataError
+
+    try:
+        app, model = build_service(args)
+    except DataError as e:
+        print(f"[serve] cannot start: {e}", file=sys.stderr)
+        return 2
+    print(f"[serve] model {model.version} ({model.source}, threshold {model.threshold:.6f}) "
+          f"warmed up; listening on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
+                access_log=False, lifespan="on")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mlops_assets.serve_cli")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_serve_parser(sub)
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main(["serve", *sys.argv[1:]]))

@@ -1,0 +1,393 @@
+"""Sensors and the schedule against a real Dagster instance, across several ticks.
+
+Landing: the same file twice, the same name with new content, a partial file, a duplicate
+under another name. Drift -> retrain: a normal batch (no retrain), a drifted batch (exactly
+one retrain, and none again when its report is re-run), a drifted batch while a retrain is
+in progress (absorbed, no storm). The chain runs for real on a small project copy."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.test_utils import create_run_for_test
+
+from mlops_assets.core.audit import read_events
+from mlops_assets.core.generate import FraudScenario, generate_week
+from mlops_assets.core.io import write_parquet_atomic
+from mlops_assets.defs.sensors import (
+    CHAIN_AFTER_LANDING,
+    drift_retrain_sensor,
+    landing_sensor,
+    retrain_job,
+    retrain_window,
+    weekly_retrain_schedule,
+)
+from mlops_assets_tests.conftest import VENV_BIN, make_project_copy
+
+# ------------------------------------------------------------------ helpers
+
+
+def tick(sensor: dg.SensorDefinition, instance: dg.DagsterInstance,
+         cursor: str | None) -> dg.SensorExecutionData:
+    ctx = dg.build_sensor_context(instance=instance, instance_ref=instance.get_ref(),
+                                  cursor=cursor, definitions=_defs())
+    return sensor.evaluate_tick(ctx)
+
+
+def apply_partitions(instance: dg.DagsterInstance, result: dg.SensorExecutionData) -> None:
+    """What the daemon does with the tick's dynamic-partition requests."""
+    for req in result.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+
+
+def execute(instance: dg.DagsterInstance, keys: list[str], tags: dict[str, str] | None = None,
+            partition_key: str | None = None, run_config: dict | None = None
+            ) -> dg.ExecuteInProcessResult:
+    from mlops_assets.definitions import defs
+
+    d = defs()
+    job = d.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection={dg.AssetKey(k) for k in keys})
+    tags = dict(tags or {})
+    if partition_key:
+        tags["dagster/partition"] = partition_key
+    return job.execute_in_process(instance=instance, tags=tags, run_config=run_config,
+                                  raise_on_error=False)
+
+
+def write_batch(path: Path, df) -> None:
+    write_parquet_atomic(path, df)
+    old = time.time() - 3600  # as if landed an hour ago: settled at first sight
+    os.utime(path, (old, old))
+
+
+# ------------------------------------------------------------------ landing (no chain)
+
+
+@pytest.fixture
+def landing_root(small_project: Path) -> Iterator[Path]:
+    """A project copy with an empty landing area (MLOPS_ASSETS_ROOT points at it)."""
+    (small_project / "data" / "landing").mkdir(parents=True, exist_ok=True)
+    yield small_project
+
+
+def _frame(seed: int = 0):
+    import pandas as pd
+
+    return pd.DataFrame({"transaction_id": [f"t{seed}-{i}" for i in range(5)],
+                         "amount": [1.0 * i + seed for i in range(5)]})
+
+
+def test_same_file_twice_is_one_partition_and_one_run(landing_root: Path) -> None:
+    landing = landing_root / "data" / "landing"
+    with dg.instance_for_test() as instance:
+        write_batch(landing / "week_a.parquet", _frame())
+        r1 = tick(landing_sensor, instance, None)
+        apply_partitions(instance, r1)
+        assert [rr.partition_key for rr in r1.run_requests] == ["week_a"]
+        assert r1.run_requests[0].tags["mlops_assets/landing_event"] == "new"
+        assert instance.get_dynamic_partitions("batches") == ["week_a"]
+        # dropped again: same bytes, new mtime
+        write_batch(landing / "week_a.parquet", _frame())
+        r2 = tick(landing_sensor, instance, r1.cursor)
+        assert r2.run_requests == [] and not r2.dynamic_partitions_requests
+        # the same bytes under another name: reported as a duplicate, not a new batch
+        write_batch(landing / "week_a_copy.parquet", _frame())
+        r3 = tick(landing_sensor, instance, r2.cursor)
+        assert r3.run_requests == []
+        assert "duplicate" in (r3.skip_message or "")
+        # the run key rests on the content hash, so even a lost cursor gives the same key
+        r4 = tick(landing_sensor, instance, None)
+        keys = {rr.run_key for rr in r4.run_requests}
+        assert r1.run_requests[0].run_key in keys
+        assert instance.get_dynamic_partitions("batches") == ["week_a"]
+
+
+def test_same_name_new_content_is_a_new_reported_event(landing_root: Path) -> None:
+    landing = landing_root / "data" / "landing"
+    with dg.instance_for_test() as instance:
+        write_batch(landing / "week_a.parquet", _frame(0))
+        r1 = tick(landing_sensor, instance, None)
+        apply_partitions(instance, r1)
+        first = r1.run_requests[0]
+        write_batch(landing / "week_a.parquet", _frame(1))
+        r2 = tick(landing_sensor, instance, r1.cursor)
+        apply_partitions(instance, r2)
+        assert len(r2.run_requests) == 1
+        changed = r2.run_requests[0]
+        assert changed.partition_key == "week_a"  # same partition ...
+        assert changed.run_key != first.run_key  # ... new content, new run
+        assert changed.tags["mlops_assets/landing_event"] == "changed"
+        assert changed.tags["mlops_assets/previous_md5"] == first.tags["mlops_assets/batch_md5"]
+        assert instance.get_dynamic_partitions("batches") == ["week_a"]
+        events = [e for e in read_events(landing_root / "registry" / "audit.log.jsonl")
+                  if e.get("action") == "batch_changed"]
+        assert len(events) == 1 and events[0]["from_md5"] == first.tags["mlops_assets/batch_md5"]
+
+
+def test_partial_file_waits_until_size_and_mtime_are_stable(landing_root: Path) -> None:
+    landing = landing_root / "data" / "landing"
+    with dg.instance_for_test() as instance:
+        # a writer using a temporary name is never looked at
+        (landing / ".week_b.parquet.tmp").write_bytes(b"PAR1 half")
+        (landing / "week_c.parquet.part").write_bytes(b"PAR1 half")
+        r0 = tick(landing_sensor, instance, None)
+        assert r0.run_requests == []
+        # a writer appending in place: fresh mtime, size still growing
+        p = landing / "week_b.parquet"
+        p.write_bytes(b"PAR1 first half")
+        r1 = tick(landing_sensor, instance, r0.cursor)
+        assert r1.run_requests == [] and "still being written" in (r1.skip_message or "")
+        with open(p, "ab") as f:
+            f.write(b" second half")
+        r2 = tick(landing_sensor, instance, r1.cursor)
+        assert r2.run_requests == []  # changed since the last tick: still not settled
+        write_parquet_atomic(p, _frame(7))  # the writer finishes
+        r3 = tick(landing_sensor, instance, r2.cursor)
+        assert r3.run_requests == []  # settled only once unchanged across two ticks
+        r4 = tick(landing_sensor, instance, r3.cursor)
+        assert [rr.partition_key for rr in r4.run_requests] == ["week_b"]
+        assert r4.run_requests[0].tags["mlops_assets/landing_event"] == "new"
+
+
+def test_tick_cost_does_not_hash_known_files(landing_root: Path) -> None:
+    landing = landing_root / "data" / "landing"
+    with dg.instance_for_test() as instance:
+        for i in range(200):
+            write_batch(landing / f"b{i:04d}.parquet", _frame(i))
+        r1 = tick(landing_sensor, instance, None)
+        apply_partitions(instance, r1)
+        assert len(r1.run_requests) == 200
+        start = time.perf_counter()
+        r2 = tick(landing_sensor, instance, r1.cursor)
+        took = time.perf_counter() - start
+        assert r2.run_requests == [] and took < 1.0, took
+
+
+# ------------------------------------------------------------------ drift -> retrain
+
+
+class Scenario:
+    """One project copy whose chain ran through Dagster on 11 normal weeks; the tests then
+    land batches one at a time and tick the sensors as the daemon would."""
+
+    def __init__(self, root: Path, instance: dg.DagsterInstance) -> None:
+        self.root = root
+        self.instance = instance
+        self.landing_cursor: str | None = None
+        self.drift_cursor: str | None = None
+        params = __import__("yaml").safe_load((root / "params.yaml").read_text())
+        self.scenario = FraudScenario.from_params(params["sample_data"])
+
+    def land_week(self, index: int) -> list[dg.ExecuteInProcessResult]:
+        path = self.root / "data" / "landing" / self.scenario.file_name(index)
+        write_batch(path, generate_week(self.scenario, index))
+        res = tick(landing_sensor, self.instance, self.landing_cursor)
+        apply_partitions(self.instance, res)
+        self.landing_cursor = res.cursor
+        assert len(res.run_requests) == 1, res.skip_message
+        req = res.run_requests[0]
+        run = execute(self.instance, CHAIN_AFTER_LANDING, req.tags, req.partition_key)
+        assert run.success or _only_drift_failed(run), _errors(run)
+        return [run]
+
+    def drift_tick(self) -> dg.SensorExecutionData:
+        res = tick(drift_retrain_sensor, self.instance, self.drift_cursor)
+        self.drift_cursor = res.cursor
+        return res
+
+    def severity(self) -> str:
+        return json.loads((self.root / "data/reports/drift.json").read_text())["severity"]
+
+
+def _errors(run: dg.ExecuteInProcessResult) -> list[str]:
+    return [str(ev.event_specific_data.error.message)[:400] for ev in run.all_events
+            if ev.is_step_failure and ev.event_specific_data.error]
+
+
+def _only_drift_failed(run: dg.ExecuteInProcessResult) -> bool:
+    # the drift check is non-blocking: a significant drift does not fail the run
+    return not _errors(run)
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
+    from mlops_assets.orchestrate import materialize_chain
+
+    root = make_project_copy(tmp_path_factory.mktemp("sensors") / "project",
+                             {"sample_data": {"rows_per_week": 2500, "weeks": 11}},
+                             with_lock=False)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLOPS_ASSETS_ROOT", str(root))
+    mp.setenv("DAGSTER_HOME", str(root / ".dagster_home"))
+    mp.setenv("PATH", f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    mp.chdir(root)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            summary = materialize_chain(root, progress=False, instance=instance)
+            assert summary["success"], summary
+            s = Scenario(root, instance)
+            # the landing sensor's first tick adopts the 11 landed weeks (already partitions)
+            first = tick(landing_sensor, instance, None)
+            s.landing_cursor = first.cursor
+            assert not first.dynamic_partitions_requests
+            s.drift_cursor = s.drift_tick().cursor  # the chain's own drift result is history
+            yield s
+    finally:
+        mp.undo()
+
+
+def test_normal_batch_gives_no_retrain(scenario: Scenario) -> None:
+    scenario.land_week(11)  # 2025-11-17: an ordinary week
+    assert scenario.severity() != "significant"
+    res = scenario.drift_tick()
+    assert res.run_requests == []
+    assert "passed" in (res.skip_message or "")
+
+
+def test_drifted_batch_gives_exactly_one_retrain(scenario: Scenario) -> None:
+    scenario.land_week(12)  # 2025-11-24: the first holiday week
+    assert scenario.severity() == "significant"
+    res = scenario.drift_tick()
+    assert len(res.run_requests) == 1
+    req = res.run_requests[0]
+    assert req.run_key.startswith("retrain:")
+    assert req.tags["mlops_assets/trigger"] == "drift"
+    assert req.tags["mlops_assets/batch"] == "week_2025-11-24"
+    # the newest window: the drifted week is the holdout, everything before it trains
+    assert req.run_config == {"ops": {"split": {"config": {
+        "cutoff": "2025-11-24", "holdout_end": "2025-12-01"}}}}
+    # the next ticks: nothing more for the same drift
+    assert scenario.drift_tick().run_requests == []
+    # the drift report re-run for the same batch (as the retrain itself does): still one
+    execute(scenario.instance, ["drift_report"])
+    again = scenario.drift_tick()
+    assert again.run_requests == [] and "already handled" in (again.skip_message or "")
+    scenario.retrain_request = req  # type: ignore[attr-defined]
+
+
+def test_drifted_batch_while_retrain_in_progress_is_absorbed(scenario: Scenario) -> None:
+    running = create_run_for_test(scenario.instance, job_name=retrain_job.name,
+                                  status=dg.DagsterRunStatus.STARTED,
+                                  tags={"mlops_assets/trigger": "drift"})
+    scenario.land_week(13)  # 2025-12-01: a second holiday week, new drift event
+    assert scenario.severity() == "significant"
+    res = scenario.drift_tick()
+    assert res.run_requests == []
+    assert "absorbed" in (res.skip_message or "") and running.run_id in res.skip_message
+    # once the retrain finished, the absorbed event does not come back
+    scenario.instance.report_run_failed(running)
+    assert scenario.drift_tick().run_requests == []
+    actions = [e.get("action") for e in read_events(scenario.root / "registry/audit.log.jsonl")
+               if e.get("kind") == "drift"]
+    assert actions == ["retrain_requested", "retrain_absorbed"]
+
+
+def test_retrain_run_trains_on_the_new_window_and_registers_a_candidate(
+        scenario: Scenario) -> None:
+    from mlops_assets.core.registry import Registry
+
+    req = scenario.retrain_request  # type: ignore[attr-defined]
+    run = execute(scenario.instance, [k.to_user_string() for k in
+                                      retrain_job.selection.resolve(
+                                          _defs().resolve_asset_graph())],
+                  req.tags, run_config=req.run_config)
+    assert run.success, _errors(run)
+    record = json.loads((scenario.root / "data/model/model.json").read_text())
+    assert record["cutoff"] == "2025-11-24"
+    split = json.loads((scenario.root / "data/split/split.json").read_text())
+    assert str(split["train"]["ts_max"]) < "2025-11-24"
+    reg = Registry(scenario.root)
+    info = reg.get(record["model_md5"])
+    assert info["stage"] == "candidate" and info["evaluation"] is not None
+    # the retrain re-ran the drift report for the same batch: no second retrain
+    assert scenario.drift_tick().run_requests == []
+
+
+def _check(run: dg.ExecuteInProcessResult, name: str):
+    evs = [ev.event_specific_data for ev in run.all_events
+           if ev.event_type_value == "ASSET_CHECK_EVALUATION"
+           and ev.event_specific_data.check_name == name]
+    assert len(evs) == 1, evs
+    return evs[0]
+
+
+def test_production_model_needs_approval_and_a_passing_gate(scenario: Scenario) -> None:
+    """Promotion is a materialisation of production_model with the approval as run config;
+    its blocking check refuses it without approval and when the evaluation gate failed."""
+    from mlops_assets.core.registry import Registry
+
+    reg = Registry(scenario.root)
+    candidate = json.loads((scenario.root / "data/model/model.json").read_text())["model_md5"]
+    assert reg.production() is None
+    # no approval in run config: refused, nothing materialised, serving unchanged
+    run = execute(scenario.instance, ["production_model"])
+    assert not run.success
+    check = _check(run, "promotion_allowed")
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert "approval is required" in check.description
+    assert reg.pointer()["version"] is None
+    assert scenario.instance.get_latest_materialization_event(
+        dg.AssetKey("production_model")) is None
+    # approved in run config: promoted, serving points at it
+    approval = {"ops": {"production_model": {"config": {
+        "approved_by": "ana", "reason": "holiday retrain reviewed"}}}}
+    run = execute(scenario.instance, ["production_model"], run_config=approval)
+    assert run.success
+    assert _check(run, "promotion_allowed").passed
+    assert reg.production() == candidate == reg.pointer()["version"]
+    mat = scenario.instance.get_latest_materialization_event(dg.AssetKey("production_model"))
+    assert mat.asset_materialization.tags["dagster/data_version"] == candidate
+    promote = [e for e in reg.events() if e["action"] == "promote"][-1]
+    assert (promote["by"], promote["to_version"]) == ("ana", candidate)
+    # a deliberately weak model: its gate fails against production, so it is refused
+    weak = {"ops": {"train": {"config": {"max_iter": 2, "learning_rate": 0.01,
+                                         "max_leaf_nodes": 2}}}}
+    run = execute(scenario.instance, ["training_set", "holdout_set", "model", "evaluation"],
+                  run_config=weak)
+    assert run.success, _errors(run)
+    ev = json.loads((scenario.root / "data/reports/evaluation.json").read_text())
+    assert ev["reference"]["name"] == f"production:{candidate}"
+    assert ev["gate"]["eligible"] is False, ev["gate"]
+    run = execute(scenario.instance, ["production_model"], run_config=approval)
+    assert not run.success
+    check = _check(run, "promotion_allowed")
+    assert "evaluation gate failed" in check.description
+    assert reg.production() == candidate  # serving unchanged
+
+
+def _defs() -> dg.Definitions:
+    from mlops_assets.definitions import defs
+
+    return defs()
+
+
+# ------------------------------------------------------------------ schedule
+
+
+def test_weekly_schedule_is_off_by_default_and_on_with_the_flag(
+        landing_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert weekly_retrain_schedule.cron_schedule == "0 6 * * 0"
+    with dg.instance_for_test() as instance:
+        ctx = dg.build_schedule_context(instance=instance)
+        out = weekly_retrain_schedule.evaluate_tick(ctx)
+        assert not out.run_requests and "weekly_retrain is false" in (out.skip_message or "")
+        from mlops_assets.params_edit import update_params_section
+
+        update_params_section(landing_root / "params.yaml", "automation", {"weekly_retrain": True})
+        out = weekly_retrain_schedule.evaluate_tick(dg.build_schedule_context(instance=instance))
+        assert "no feature table" in (out.skip_message or "")
+
+
+def test_retrain_window_respects_holdout_and_label_delay() -> None:
+    assert retrain_window("2025-11-30 23:59:00") == {"cutoff": "2025-11-24",
+                                                      "holdout_end": "2025-12-01"}
+    assert retrain_window("2025-11-30 23:59:00", {"retrain": {"holdout_days": 3,
+                                                              "label_delay_days": 2}}) == {
+        "cutoff": "2025-11-26", "holdout_end": "2025-11-29"}
