@@ -4,6 +4,8 @@ through `dvc repro` and through Dagster, each in a fresh temporary copy of the p
     .venv/bin/python benchmarks/chain_bench.py                       # 62,500 rows/week x 16 weeks
     .venv/bin/python benchmarks/chain_bench.py --rows-per-week 2500  # a quick smoke run
     .venv/bin/python benchmarks/chain_bench.py --keep                # keep the copies to inspect
+    .venv/bin/python benchmarks/chain_bench.py --only none --profile 8   # cProfile per stage
+    .venv/bin/python benchmarks/chain_bench.py --source /tmp/patched     # A/B a candidate fix
 
 What is measured (every tool runs with the venv's bin first on PATH and DVC_NO_ANALYTICS=1):
 
@@ -27,6 +29,19 @@ What is measured (every tool runs with the venv's bin first on PATH and DVC_NO_A
    minus the "compute_seconds" of its materialisation metadata, is its overhead; `pre` and
    `post` are split by data/runs/<stage>.json as for DVC.
 
+4. --profile N: every stage in one process under cProfile in a third fresh copy: wall and
+   process CPU time (all threads) per stage, and the top N functions by own time.
+
+"compute" in the DVC columns includes the imports each stage function makes lazily
+(sklearn, scipy.stats, skops: ~1-2.5 s in a fresh process); in Dagster those modules are
+already loaded after the first stage that needs them, so Dagster's compute is lower there.
+
+Noise: HistGradientBoosting scoring uses OpenMP on both cores, and when other processes
+compete for the CPUs its spin-waiting barriers stall (the drift stage's 1,800 small predict
+calls went from 7 s to 24 s at a load average of ~3 on 2 cores). The header prints the load
+average at start and end, and the CPU seconds are printed beside the cold wall times; compare
+runs made at a similar load, or set OMP_WAIT_POLICY=PASSIVE for both sides of an A/B.
+
 Progress goes to stderr (silent when the CI environment variable is set); the table goes to
 stdout. --json PATH also writes every number measured.
 """
@@ -37,6 +52,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -79,11 +95,16 @@ def tool_env(root: Path, dagster_home: Path | None = None) -> dict[str, str]:
     return env
 
 
+SOURCE = REPO  # --source: the checkout whose files are copied (a git work tree)
+
+
 def make_copy(dest: Path, rows_per_week: int, weeks: int) -> Path:
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
+    from mlops_assets_tests import conftest
     from mlops_assets_tests.conftest import make_project_copy
 
+    conftest.REPO = SOURCE  # project_files() and the copy read the checkout from here
     overrides = {"sample_data": {"rows_per_week": rows_per_week, "weeks": weeks}}
     return make_project_copy(dest, overrides, with_lock=False)
 
@@ -107,9 +128,16 @@ RUNNING = re.compile(r"Running stage '([^']+)'")
 LOCKED = re.compile(r"(Generating|Updating) lock file")
 
 
+def children_cpu() -> float:
+    """CPU seconds (user + sys) of the waited-for child processes and their descendants."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def timed_dvc_repro(root: Path) -> dict[str, Any]:
     """`dvc repro`, its output lines time-stamped as they arrive."""
     env = tool_env(root)
+    cpu0 = children_cpu()
     t0 = time.time()
     proc = subprocess.Popen(["dvc", "repro"], cwd=root, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, bufsize=1)
@@ -119,10 +147,11 @@ def timed_dvc_repro(root: Path) -> dict[str, Any]:
         lines.append((time.time(), line.rstrip("\n")))
     rc = proc.wait()
     t1 = time.time()
+    cpu = children_cpu() - cpu0
     if rc != 0:
         tail = "\n".join(text for _, text in lines[-40:])
         raise SystemExit(f"dvc repro exited {rc} in {root}:\n{tail}")
-    return {"t0": t0, "t1": t1, "wall": t1 - t0, "lines": lines}
+    return {"t0": t0, "t1": t1, "wall": t1 - t0, "cpu": cpu, "lines": lines}
 
 
 def dvc_stage_windows(rep: dict[str, Any], facts: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -171,7 +200,7 @@ def bench_dvc(base: Path, rows: int, weeks: int, noop_repeats: int) -> dict[str,
         if RUNNING.search(text):
             noop_ok = False
             say("DVC: the no-op repro ran a stage:\n" + text)
-    return {"root": str(root), "cold_wall": cold["wall"], **windows,
+    return {"root": str(root), "cold_wall": cold["wall"], "cold_cpu": cold["cpu"], **windows,
             "noop_walls": noops, "noop_ran_nothing": noop_ok,
             "cold_output": [t for _, t in cold["lines"]][-12:]}
 
@@ -229,10 +258,12 @@ def bench_dagster(base: Path, rows: int, weeks: int) -> dict[str, Any]:
     shutil.copy2(REPO / ".dagster_home" / "dagster.yaml", home / "dagster.yaml")
     out = base / "dagster_events.json"
     say(f"Dagster: materialize_chain in a child process (DAGSTER_HOME={home}) ...")
+    cpu0 = children_cpu()
     t0 = time.time()
     proc = subprocess.run([sys.executable, "-c", CHILD, str(root), str(out)], cwd=root,
                           env=tool_env(root, home), capture_output=True, text=True)
     t1 = time.time()
+    cpu = children_cpu() - cpu0
     if proc.returncode != 0 or not out.exists():
         raise SystemExit(f"the Dagster child exited {proc.returncode}:\n{proc.stderr[-4000:]}")
     data = json.loads(out.read_text())
@@ -269,13 +300,64 @@ def bench_dagster(base: Path, rows: int, weeks: int) -> dict[str, Any]:
             run_rows.append({"run_id": run["run_id"][:8], "wall": end - m["RUN_START"],
                              "in_steps": in_steps})
     readout = data["t_read"] - data["t_done"]  # the benchmark's own event-log queries
-    return {"root": str(root), "wall": t1 - t0 - readout, "readout_excluded": readout,
+    return {"root": str(root), "wall": t1 - t0 - readout, "readout_excluded": readout, "cpu": cpu,
             "import": data["t_imported"] - data["t_start"],
             "interpreter": data["t_start"] - t0, "materialize": data["t_done"] - data["t_imported"],
             "exit": t1 - data["t_read"], "steps": steps, "extra_steps": extra, "runs": run_rows,
             "success": bool(data["summary"].get("success")),
             "failed_steps": data["summary"].get("failed_steps"),
             "mlops_assets_file": data["mlops_assets_file"]}
+
+
+# --------------------------------------------------------------------------- profile
+PROFILE_CHILD = r"""
+import cProfile, io, json, pstats, sys, time
+from pathlib import Path
+from threadpoolctl import threadpool_info
+root, top, out = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+from mlops_assets.stages import run_stage
+rows = []
+for stage in sys.argv[4].split(","):
+    pr = cProfile.Profile()
+    w, c = time.perf_counter(), time.process_time()
+    pr.enable()
+    result = run_stage(stage, root)
+    pr.disable()
+    w, c = time.perf_counter() - w, time.process_time() - c
+    buf = io.StringIO()
+    pstats.Stats(pr, stream=buf).sort_stats("tottime").print_stats(top)
+    lines = [l for l in buf.getvalue().splitlines() if l.strip()]
+    start = next(i for i, l in enumerate(lines) if l.lstrip().startswith("ncalls"))
+    rows.append({"stage": stage, "compute": result.compute_seconds, "wall": w, "cpu": c,
+                 "top": lines[start:start + top + 1]})
+json.dump({"stages": rows, "openmp_threads": [i.get("num_threads") for i in threadpool_info()
+                                              if i.get("user_api") == "openmp"]},
+          open(out, "w"))
+"""
+
+
+def profile_stages(base: Path, rows: int, weeks: int, top: int) -> dict[str, Any]:
+    """Every stage in order, in one process, under cProfile, in a fresh copy: process CPU
+    time per stage (all threads) beside its wall time, and the top functions by own time."""
+    say("profile: making a fresh project copy ...")
+    root = make_copy(base / "profile", rows, weeks)
+    out = base / "profile.json"
+    say("profile: running every stage under cProfile ...")
+    proc = subprocess.run([sys.executable, "-c", PROFILE_CHILD, str(root), str(top), str(out),
+                           ",".join(STAGES)], cwd=root, env=tool_env(root), capture_output=True,
+                          text=True)
+    if proc.returncode != 0 or not out.exists():
+        raise SystemExit(f"the profiling child exited {proc.returncode}:\n{proc.stderr[-4000:]}")
+    return json.loads(out.read_text())
+
+
+def profile_report(prof: dict[str, Any]) -> str:
+    out = ["", "Profile (one process, cProfile on; wall includes the profiler's own cost; "
+           "cpu = process CPU time, all threads)", "-" * 60]
+    for r in prof["stages"]:
+        out.append(f"== {r['stage']}: wall {r['wall']:.2f} s, cpu {r['cpu']:.2f} s")
+        out += [f"   {line.strip()}" for line in r["top"]]
+    return "\n".join(out)
 
 
 # ---------------------------------------------------------------------------- report
@@ -290,9 +372,10 @@ def fmt(v: Any, nd: int = 2) -> str:
 def report(args: argparse.Namespace, dvc: dict[str, Any] | None,
            dag: dict[str, Any] | None) -> str:
     rows_total = args.rows_per_week * args.weeks
-    out = [f"Chain benchmark: {rows_total:,} transactions ({args.rows_per_week:,} rows/week x "
+    src = "" if SOURCE == REPO else f" [source: {SOURCE}]"
+    out = [f"Chain benchmark{src}: {rows_total:,} transactions ({args.rows_per_week:,} rows/week x "
            f"{args.weeks} weeks), {os.cpu_count()} CPUs, load average at start "
-           f"{args.load_at_start}", ""]
+           f"{args.load_at_start}, at end {args.load_at_end}", ""]
     cols = ["compute", "wall", "overhead", "pre", "post"]
 
     def cells(r: dict[str, Any]) -> str:
@@ -331,14 +414,16 @@ def report(args: argparse.Namespace, dvc: dict[str, Any] | None,
         noop = dvc["noop_walls"]
         out += [
             f"dvc repro cold (wall)                  {dvc['cold_wall']:8.2f} s   "
-            f"(DVC start-up before 1st stage {dvc['startup']:.2f} s, wrap-up {dvc['wrapup']:.2f} s)",
+            f"(CPU {dvc['cold_cpu']:.1f} s; DVC start-up before 1st stage {dvc['startup']:.2f} s, "
+            f"wrap-up {dvc['wrapup']:.2f} s)",
             f"dvc repro no-op (wall, median of {len(noop)})      {statistics.median(noop):8.2f} s   "
             f"(runs: {', '.join(f'{x:.2f}' for x in noop)}; ran nothing: "
             f"{dvc['noop_ran_nothing']})",
         ]
     if dag:
         out.append(f"Dagster materialise-all (child wall)   {dag['wall']:8.2f} s   "
-                   f"(interpreter {dag['interpreter']:.2f} s + imports {dag['import']:.2f} s + "
+                   f"(CPU {dag['cpu']:.1f} s; interpreter {dag['interpreter']:.2f} s + "
+                   f"imports {dag['import']:.2f} s + "
                    f"materialize_chain {dag['materialize']:.2f} s + exit {dag['exit']:.2f} s; "
                    f"the benchmark's own event-log read-out, {dag['readout_excluded']:.2f} s, "
                    "is left out)")
@@ -380,33 +465,51 @@ def report(args: argparse.Namespace, dvc: dict[str, Any] | None,
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows-per-week", type=int, default=62_500)
-    ap.add_argument("--weeks", type=int, default=16)
+    ap.add_argument("--rows-per-week", type=int, default=62_500,
+                    help="params override sample_data.rows_per_week (default 62,500)")
+    ap.add_argument("--weeks", type=int, default=16,
+                    help="params override sample_data.weeks (default 16: ~1M rows in all)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary project copies")
-    ap.add_argument("--noop-repeats", type=int, default=3)
-    ap.add_argument("--only", choices=["dvc", "dagster"], help="run one half only")
+    ap.add_argument("--noop-repeats", type=int, default=3,
+                    help="no-op `dvc repro` runs (the target is judged on their median)")
+    ap.add_argument("--only", choices=["dvc", "dagster", "none"],
+                    help="run one half only (none: with --profile, only the profile)")
     ap.add_argument("--json", type=Path, help="also write every measurement to this file")
+    ap.add_argument("--profile", type=int, metavar="N", default=0,
+                    help="also run every stage under cProfile in a fresh copy and print the "
+                         "top N functions by own time per stage")
+    ap.add_argument("--source", type=Path, default=REPO,
+                    help="benchmark this checkout instead (a git work tree holding the project, "
+                         "e.g. a scratch copy with a candidate fix); default: this repository")
     args = ap.parse_args(argv)
+    global SOURCE
+    SOURCE = args.source.resolve()
     args.load_at_start = ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
     base = Path(tempfile.mkdtemp(prefix="chain_bench_"))
     say(f"working in {base}")
-    dvc = dag = None
+    dvc = dag = prof = None
     try:
         if args.only in (None, "dvc"):
             dvc = bench_dvc(base, args.rows_per_week, args.weeks, args.noop_repeats)
         if args.only in (None, "dagster"):
             dag = bench_dagster(base, args.rows_per_week, args.weeks)
+        if args.profile:
+            prof = profile_stages(base, args.rows_per_week, args.weeks, args.profile)
     finally:
         if args.keep:
             say(f"kept {base}")
         else:
             shutil.rmtree(base, ignore_errors=True)
+    args.load_at_end = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(report(args, dvc, dag))
+    if prof:
+        print(profile_report(prof))
     if args.json:
         args.json.write_text(json.dumps({"args": {k: v for k, v in vars(args).items()
                                                   if k != "json"},
-                                         "dvc": dvc, "dagster": dag}, indent=2, default=str))
+                                         "dvc": dvc, "dagster": dag, "profile": prof},
+                                        indent=2, default=str))
     return 0
 
 

@@ -106,17 +106,21 @@ async def open_loop(url: str, payloads: list[bytes], rate: float, concurrency: i
     errors = 0
     sem = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
         t0 = time.perf_counter()
 
         async def one(i: int, body: bytes) -> None:
             nonlocal errors
             scheduled = t0 + i / rate
             async with sem:
-                r = await client.post("/predict", content=body,
-                                      headers={"content-type": "application/json"})
+                try:
+                    r = await client.post("/predict", content=body,
+                                          headers={"content-type": "application/json"})
+                    ok = r.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
             lat.append(time.perf_counter() - scheduled)
-            if r.status_code != 200:
+            if not ok:
                 errors += 1
 
         tasks = []

@@ -68,7 +68,8 @@ class InstanceRecords:
                 out.append({"timestamp": r.timestamp, "run_id": r.run_id,
                             "partition": mat.partition,
                             "data_version": (mat.tags or {}).get("dagster/data_version"),
-                            "dvc_md5": dvc_md5, "metadata": meta})
+                            "dvc_md5": dvc_md5, "metadata": meta,
+                            "tags": dict(mat.tags or {})})
             self._cache[asset_key] = out
         return self._cache[asset_key]
 
@@ -93,6 +94,34 @@ def dagster_records(root: Path) -> tuple[InstanceRecords | None, str]:
     except Exception as e:  # noqa: BLE001 (a broken instance is a note, not a crash)
         return None, f"Dagster: cannot open the instance at {h} ({type(e).__name__}: {e})"
     return InstanceRecords(instance), f"Dagster: instance {h}"
+
+
+def model_lineage_metadata(root: Path, version: str) -> dict[str, Any]:
+    """Metadata for the `model` asset's materialisation that links it to its lineage record:
+    writes `data/runs/lineage/<version>.json` (run facts: git-ignored, not a DVC output) and
+    returns {lineage_record (path), lineage_verify (the command), lineage_graph (Mermaid)}.
+    Meant for defs/metadata.py `asset_metadata(key="model", ...)`; never raises (a lineage
+    problem must not fail a training run), returns {} instead."""
+    import dagster as dg
+
+    from mlops_assets.core.lineage import HashCache, build_lineage, render_graph
+
+    try:
+        with HashCache.for_root(root) as cache:
+            lineage, chain = build_lineage(root, version, cache=cache)
+        out = root / "data" / "runs" / "lineage" / f"{version}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(lineage, indent=2, sort_keys=True, default=_json_default))
+        tmp.replace(out)
+        return {
+            "lineage_record": dg.MetadataValue.path(str(out)),
+            "lineage_verify": dg.MetadataValue.text(f"mlops-assets lineage {version} --verify"),
+            "lineage_graph": dg.MetadataValue.md(
+                "```mermaid\n" + render_graph(lineage, chain, "mermaid") + "\n```"),
+        }
+    except Exception:  # noqa: BLE001
+        return {}
 
 
 # ============================================================================ lineage
@@ -227,7 +256,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2, sort_keys=True, default=_json_default))
     else:
         print(render_result(result))
-    return EXIT_OK if result["identical"] else EXIT_MISMATCH
+    return EXIT_OK if result["ok"] else EXIT_MISMATCH
 
 
 # ============================================================================ audit
@@ -276,8 +305,9 @@ def run_audit_log(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     shown = filter_events(events, since, args.model, args.event_type)
     out = sys.stdout
-    if args.json:
-        out.write(json.dumps(shown, indent=1, sort_keys=True, default=_json_default) + "\n")
+    if args.json:  # one compact object per line inside the array (the C encoder: fast)
+        out.write("[\n" + ",\n".join(json.dumps(e, sort_keys=True, default=_json_default)
+                                      for e in shown) + ("\n]\n" if shown else "]\n"))
         return EXIT_OK
     if not Path(path).exists():
         print(f"{path}: no audit log yet (nothing recorded)")

@@ -8,6 +8,7 @@
     mlops-assets registry reject VERSION --by NAME --reason TEXT
     mlops-assets registry rollback [--by NAME] [--reason TEXT]
     mlops-assets registry log [--json]
+    mlops-assets registry track          (dvc add registry/models)
 
 VERSION is the model's md5 or a unique prefix of at least 6 characters. A refused
 operation prints why and exits 2."""
@@ -148,6 +149,27 @@ def _log(args: argparse.Namespace) -> int:
     return 0
 
 
+def _track(args: argparse.Namespace) -> int:
+    """`dvc add registry/models`: the immutable model copies go to the DVC cache (and
+    remote, with `dvc push`); registry/models.dvc pins them in git beside registry.json,
+    production.json and the audit log, which git tracks directly."""
+    from dvc.repo import Repo
+
+    from mlops_assets.dvc_bridge import repo_lock
+
+    root = _root(args)
+    models = root / "registry" / "models"
+    if not models.is_dir():
+        print("registry: no registered models to track yet", file=sys.stderr)
+        return 2
+    with repo_lock(root), Repo(str(root)) as repo:
+        repo.add(str(models))
+    dvcfile = models.with_suffix(".dvc")
+    print(f"tracked {models.relative_to(root)} with DVC -> {dvcfile.relative_to(root)}; commit "
+          "it with the registry/*.json files and audit.log.jsonl, then `dvc push`")
+    return 0
+
+
 def _guarded(func: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
         try:
@@ -194,7 +216,12 @@ def add_registry_parsers(sub: Any) -> argparse.ArgumentParser:
     q.add_argument("--by")
     q.add_argument("--reason")
     q.set_defaults(func=_guarded(_rollback))
+    q = rs.add_parser("track", help="dvc add registry/models (pin the model copies with DVC)")
+    q.set_defaults(func=_guarded(_track))
     q = rs.add_parser("log", help="the registry events of the audit log")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=_guarded(_log))
+    from mlops_assets.incident import add_incident_parser
+
+    add_incident_parser(sub)  # `mlops-assets incident` (issue 4), mounted with the registry
     return p

@@ -113,6 +113,7 @@ def reproduce(root: Path, ref: str, keep: bool = False,
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["DVC_NO_ANALYTICS"] = "1"
     result: dict[str, Any] = {"version": version, "commit": commit, "identical": False,
+                              "ok": False,
                               "rebuilt_md5": None, "input_differences": [], "inputs": [],
                               "steps": [], "worktree": None}
     started = time.perf_counter()
@@ -188,6 +189,7 @@ def reproduce(root: Path, ref: str, keep: bool = False,
         result["rebuilt_md5"] = md5_of_file(model) if (p.returncode == 0 and model.exists()) \
             else None
         result["identical"] = result["rebuilt_md5"] == version
+        result["ok"] = result["identical"] and not result["input_differences"]
         want_rec = _outs(train).get(MODEL_RECORD)
         result["record_identical"] = (model.exists() and (wt / MODEL_RECORD).exists()
                                       and md5_of_file(wt / MODEL_RECORD) == want_rec)
@@ -243,9 +245,14 @@ def render_result(r: dict[str, Any]) -> str:
         ok = row["expected"] == row["actual"]
         lines.append(f"  {'ok      ' if ok else 'DIFFERS '} {row['path']:<42} {row['source']:<4} "
                      f"expected {row['expected']}" + ("" if ok else f", actual {row['actual']}"))
-    if r["identical"]:
+    if r["identical"] and not r["input_differences"]:
         lines.append(f"IDENTICAL: the rebuilt model.skops has md5 {r['rebuilt_md5']}, the "
                      "registered bytes" + ("; model.json too" if r.get("record_identical") else ""))
+    elif r["identical"]:
+        lines.append(f"IDENTICAL model bytes ({r['rebuilt_md5']}), but inputs differ from what "
+                     "dvc.lock pinned, so the pinned inputs could not be brought back intact:")
+        for d in r["input_differences"]:
+            lines.append(f"  input {d['path']}: expected {d['expected']}, actual {d['actual']}")
     else:
         failed = [s for s in r["steps"] if not s["ok"]]
         if r["rebuilt_md5"] is None:

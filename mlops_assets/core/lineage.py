@@ -121,6 +121,7 @@ class HashCache:
         self.bytes_hashed = 0
         self.workers = workers or min(8, (os.cpu_count() or 2))
         self._db: sqlite3.Connection | None = None
+        self._memo: dict[tuple[str, int, int, int, int], str] = {}  # this run, cache or not
         if self.path is not None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -166,12 +167,16 @@ class HashCache:
         for p in dict.fromkeys(os.path.abspath(p) for p in paths):
             key = self._key(p)
             row = None
+            memo = self._memo.get((p, *key))
+            if memo is not None:
+                out[p] = memo
+                continue
             if self._db is not None:
                 row = self._db.execute(
                     "SELECT md5 FROM hashes WHERE path=? AND size=? AND mtime_ns=? AND inode=? "
                     "AND ctime_ns=?", (p, *key)).fetchone()
             if row:
-                out[p] = row[0]
+                out[p] = self._memo[(p, *key)] = row[0]
                 self.hits += 1
             else:
                 todo.append((p, key))
@@ -183,8 +188,9 @@ class HashCache:
                 digests = [md5_of_file(p) for p, _ in todo]
             self.misses += len(todo)
             self.bytes_hashed += sum(k[0] for _, k in todo)
-            for (p, _), d in zip(todo, digests, strict=True):
+            for (p, k), d in zip(todo, digests, strict=True):
                 out[p] = d
+                self._memo[(p, *k)] = d
             if self._db is not None:
                 self._db.executemany(
                     "INSERT OR REPLACE INTO hashes VALUES (?,?,?,?,?,?)",
@@ -275,8 +281,9 @@ def _yaml_load(text: str | bytes) -> Any:
 class LockHistory:
     """The working dvc.lock and every committed version of it, newest first, parsed lazily."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, cache: HashCache | None = None) -> None:
         self.root = root
+        self.cache = cache  # parsed committed locks are kept in its facts table, by commit
         path = root / "dvc.lock"
         self.working = LockRev(None, stages=(_yaml_load(path.read_bytes()) or {}).get("stages", {})
                                if path.exists() else {})
@@ -290,13 +297,18 @@ class LockHistory:
                 parts = line.split("\x1f")
                 if len(parts) != 3:
                     continue
-                blob = git(self.root, "show", f"{parts[0]}:dvc.lock", binary=True)
-                if blob is None:
-                    continue  # the commit deleted dvc.lock
-                try:
-                    stages = (_yaml_load(blob) or {}).get("stages", {})
-                except yaml.YAMLError:
-                    continue
+                key = f"lock/1:{parts[0]}"
+                stages = self.cache.get_fact(key) if self.cache is not None else None
+                if stages is None:
+                    blob = git(self.root, "show", f"{parts[0]}:dvc.lock", binary=True)
+                    try:
+                        stages = (_yaml_load(blob) or {}).get("stages", {}) if blob else False
+                    except yaml.YAMLError:
+                        stages = False
+                    if self.cache is not None:  # a commit never changes: cache it for good
+                        self.cache.put_fact(key, stages)
+                if stages is False:
+                    continue  # the commit deleted dvc.lock, or it does not parse
                 revs.append(LockRev(parts[0], int(parts[1]), parts[2], stages))
             self._commits = revs
         return self._commits
@@ -589,15 +601,22 @@ class Chain:
         return None
 
     def working_index(self) -> dict[str, set[str]]:
-        """path -> the md5s the working dvc.lock records for it (outs of every stage, and
-        deps: several when a stage entry is older than the file's last change)."""
+        """path -> the md5s the working dvc.lock records for it: the producing stage's out,
+        or for a plain dep (code, contract) what the stages that use it recorded (several
+        when a stage entry is older than the file's last change)."""
         if self._working_index is None:
-            idx: dict[str, set[str]] = {}
+            outs: dict[str, set[str]] = {}
+            deps: dict[str, set[str]] = {}
             for entry in self.history.working.stages.values():
-                for p, m in {**_deps(entry), **_outs(entry)}.items():
+                for p, m in _outs(entry).items():
                     if m:
-                        idx.setdefault(p, set()).add(m)
-            self._working_index = idx
+                        outs.setdefault(p, set()).add(m)
+                for p, m in _deps(entry).items():
+                    if m:
+                        deps.setdefault(p, set()).add(m)
+            # a stage's output is what its producing stage recorded; a stale consumer's dep
+            # record does not mean the working tree should hold that version
+            self._working_index = {**deps, **outs}
         return self._working_index
 
     def artifact(self, id: str, kind: str, path: str, **kw: Any) -> Artifact:
@@ -668,7 +687,7 @@ def build_lineage(root: Path, ref: str, *, cache: HashCache | None = None,
     `Chain` that `verify_lineage` checks."""
     root = Path(root).resolve()
     cache = cache or HashCache(None)
-    history = history or LockHistory(root)
+    history = history or LockHistory(root, cache)
     model = resolve_model(root, ref, history, cache)
     version = model.version
     chain = Chain(root, history, cache)
@@ -719,9 +738,10 @@ def build_lineage(root: Path, ref: str, *, cache: HashCache | None = None,
     record, record_src = None, None
     for p in [*rec.alt_paths, MODEL_RECORD]:
         record, record_src = chain.json_of(p, record_md5)
-        if record is not None:
+        if isinstance(record, dict) and record.get("model_md5") in (None, version):
             record_src = f"{p} ({record_src})"
             break
+        record, record_src = None, None  # another model's record
     if record is None and not found:
         raise LineageError(f"model {version}: no model record found (registry copy, "
                            f"{MODEL_RECORD} or DVC cache)")
@@ -902,10 +922,13 @@ def build_lineage(root: Path, ref: str, *, cache: HashCache | None = None,
         da = claim_file("drift", "report", DRIFT_JSON,
                         [(f"{dr_hit[0].label} drift.outs", _outs(dr_hit[1]).get(DRIFT_JSON))])
         drift, _ = chain.json_of(DRIFT_JSON, da.md5)
-        if isinstance(drift, dict):
+        if not isinstance(drift, dict):
+            drift_reports.append({"path": DRIFT_JSON, "md5": da.md5, "lock": dr_hit[0].label,
+                                  "available": False})
+        else:
             lin = drift.get("lineage") or {}
             drift_reports.append({
-                "path": DRIFT_JSON, "md5": da.md5, "lock": dr_hit[0].label,
+                "path": DRIFT_JSON, "md5": da.md5, "lock": dr_hit[0].label, "available": True,
                 "severity": drift.get("severity"), "drift_share": drift.get("drift_share"),
                 "drifted_features": drift.get("drifted_features"),
                 "current_batch": lin.get("current_batch"),
@@ -957,8 +980,10 @@ def build_lineage(root: Path, ref: str, *, cache: HashCache | None = None,
         led = [e for e in drift_events if e not in drift_events_on
                and (event_time(e) or t_model) < t_model][-10:]
     drift_events_before = led
-    out["evaluation"] = None if evaluation is None else {
+    evaluation = evaluation if isinstance(evaluation, dict) else {}
+    out["evaluation"] = None if not ev_hit else {
         "path": EVALUATION, "md5": chain.artifacts["evaluation"].md5, "lock": ev_hit[0].label,
+        "available": bool(evaluation),
         "candidate": evaluation.get("candidate"), "reference": (evaluation.get("reference") or {})
         .get("name"), "eligible": (evaluation.get("gate") or {}).get("eligible"),
         "reasons": (evaluation.get("gate") or {}).get("reasons")}
@@ -1216,7 +1241,8 @@ def verify_lineage(lineage: dict[str, Any], chain: Chain, *,
         else:
             note = "" if src == "working tree" else (
                 f" ({src}; the working copy is missing: `dvc checkout` restores it)"
-                if not present and a.strict else f" ({src})")
+                if not present and a.strict else
+                f" ({src}; the working tree holds another version)" if present else f" ({src})")
             checks.append(Check(a.path, a.kind, VERIFIED, f"{a.path}: {actual}{note}",
                                 a.md5, actual, src))
         for alt in a.alt_paths:  # registry copies must hold the same bytes
@@ -1415,6 +1441,41 @@ def _check_registry(lineage: dict[str, Any], chain: Chain) -> list[Check]:
                 out.append(Check(rel, "registry", MISMATCHED,
                                  f"{PRODUCTION_POINTER} {key} {rel}: md5 {chain.cache.md5(p)} "
                                  f"but expected {want}"))
+    # the registry's story must be in the audit log: every approval it lists, and (for the
+    # production model) the promotion or rollback that put it there
+    entry = lineage["model"].get("registry") or {}
+    if not entry and not (ptr and ptr.get("version") == version):
+        return out
+    events = [e for e in audit_events(chain.root) if e.get("version") == version
+              or e.get("to_version") == version]
+    if not (chain.root / AUDIT_LOG).exists():
+        out.append(Check(AUDIT_LOG, "registry", WARNING,
+                         f"registry: {AUDIT_LOG} is missing, so the registry's approvals and "
+                         "promotions of this model cannot be checked against it"))
+        return out
+    logged = {(e.get("by"), e.get("reason")) for e in events if e.get("action") == "approve"}
+    unlogged = [a for a in entry.get("approvals") or []
+                if (a.get("by"), a.get("reason")) not in logged]
+    if unlogged:
+        out.append(Check(REGISTRY_INDEX, "registry", MISMATCHED,
+                         f"registry: {REGISTRY_INDEX} lists approval(s) of {version} that the "
+                         f"audit log never recorded: {unlogged}"))
+    elif entry.get("approvals"):
+        out.append(Check(REGISTRY_INDEX, "registry", VERIFIED,
+                         f"registry: {len(entry['approvals'])} approval(s) of this model, each in "
+                         f"the audit log"))
+    if ptr and ptr.get("version") == version:
+        promoted = [e for e in events if e.get("action") in ("promote", "rollback")
+                    and (e.get("to_stage") == "production" or e.get("to_version") == version)]
+        if not promoted:
+            out.append(Check(PRODUCTION_POINTER, "registry", MISMATCHED,
+                             f"registry: {PRODUCTION_POINTER} points at {version} but the audit "
+                             "log records no promotion or rollback to it"))
+        else:
+            e = promoted[-1]
+            out.append(Check(PRODUCTION_POINTER, "registry", VERIFIED,
+                             f"registry: in production by {e.get('action')} #{e.get('seq')} "
+                             f"({e.get('by')}, {e.get('at')})"))
     return out
 
 
@@ -1464,7 +1525,7 @@ def verify_audit_log(root: Path, path: Path | None = None) -> dict[str, Any]:
     committed = git(root, "show", f"{commit}:{rel}", binary=True) if commit else None
     if committed is not None and not raw.startswith(committed):
         old_lines = committed.split(b"\n")
-        k = next((i for i, (a, b) in enumerate(zip(old_lines, lines)) if a != b),
+        k = next((i for i, (a, b) in enumerate(zip(old_lines, lines, strict=False)) if a != b),
                  min(len(old_lines), len(lines)) - 1)
         if len(raw) < len(committed) and committed.startswith(raw):
             n_old, n_new = committed.count(b"\n"), raw.count(b"\n")
@@ -1537,6 +1598,22 @@ def _check_dagster(lineage: dict[str, Any], chain: Chain, dagster: DagsterRecord
                                  f"Dagster: model run {last['run_id'][:8]} metadata model_md5 {mm} "
                                  f"!= {lineage['version']}", lineage["version"], mm))
                 continue
+        # provenance: the upstream data versions Dagster recorded for this materialisation
+        stale = []
+        for tag, val in (last.get("tags") or {}).items():
+            if not tag.startswith("dagster/input_data_version/"):
+                continue
+            up = tag.rsplit("/", 1)[-1]
+            ustage, upath = (asset_outs or DEFAULT_ASSET_OUTS).get(up, (None, None))
+            uentry = chain.entries.get(ustage) if ustage else None
+            uwant = _outs(uentry[1]).get(upath) if uentry else None
+            if uwant and not upath == SNAPSHOTS and val != uwant:  # partitioned: a combined hash
+                stale.append(f"{up} {val} (the chain's: {uwant})")
+        if stale:
+            out.append(Check(f"dagster:{key}", "dagster", WARNING,
+                             f"Dagster provenance: {key} run {last['run_id'][:8]} recorded input "
+                             f"data versions {'; '.join(stale)}: upstream was rebuilt outside "
+                             "Dagster, or the lineage disagrees", want, want))
         extra = (f", {len({r.get('partition') for r in hits})} partitions"
                  if any(r.get("partition") for r in hits) else "")
         out.append(Check(f"dagster:{key}", "dagster", VERIFIED,
@@ -1551,6 +1628,10 @@ def _check_dagster(lineage: dict[str, Any], chain: Chain, dagster: DagsterRecord
 
 def _short(md5: str | None, n: int = 12) -> str:
     return "-" if not md5 else md5[:n] + ("" if len(md5) <= n else "…")
+
+
+_UNAVAILABLE = ("(bytes unavailable: not in the working tree, the registry or the DVC cache; "
+                "`dvc pull` fetches them)")
 
 
 def render_text(lineage: dict[str, Any], verification: dict[str, Any] | None = None) -> str:
@@ -1569,10 +1650,13 @@ def render_text(lineage: dict[str, Any], verification: dict[str, Any] | None = N
     w("")
     w("MODEL")
     w(f"  file           {mdl['file']}  md5 {v}")
-    w(f"  record         {mdl.get('record_file')}  md5 {mdl.get('record_md5')}")
-    m = rec.get("model") or {}
-    w(f"  estimator      {m.get('estimator')}  ({m.get('serialisation')}); threshold "
-      f"{rec.get('threshold')} at operating FPR {rec.get('operating_fpr')}")
+    if rec:
+        w(f"  record         {mdl.get('record_file')}  md5 {mdl.get('record_md5')}")
+        m = rec.get("model") or {}
+        w(f"  estimator      {m.get('estimator')}  ({m.get('serialisation')}); threshold "
+          f"{rec.get('threshold')} at operating FPR {rec.get('operating_fpr')}")
+    else:
+        w(f"  record         {MODEL_RECORD}  md5 {mdl.get('record_md5')}  {_UNAVAILABLE}")
     ta = lineage["provenance"].get("trained_at")
     if ta:
         w(f"  trained at     {ta['time']}  ({ta['source']})")
@@ -1583,7 +1667,9 @@ def render_text(lineage: dict[str, Any], verification: dict[str, Any] | None = N
     w("")
     ev = lineage.get("evaluation")
     w("EVALUATION")
-    if ev:
+    if ev and not ev.get("available"):
+        w(f"  report         {ev['path']}  md5 {ev['md5']}  [{ev['lock']}]  " + _UNAVAILABLE)
+    elif ev:
         c = ev.get("candidate") or {}
         w(f"  report         {ev['path']}  md5 {ev['md5']}  [{ev['lock']}]")
         w("  metrics        " + "  ".join(f"{k} {c[k]:.4f}" for k in
@@ -1670,6 +1756,9 @@ def render_text(lineage: dict[str, Any], verification: dict[str, Any] | None = N
     d = lineage["drift"]
     w("DRIFT")
     for r in d["reports"]:
+        if not r.get("available", True):
+            w(f"  report         {r['path']}  md5 {r['md5']}  [{r['lock']}]  {_UNAVAILABLE}")
+            continue
         w(f"  report         {r['path']}  md5 {r['md5']}  severity {r.get('severity')}, drift "
           f"share {r.get('drift_share')}, batch {r.get('current_batch')}  [{r['lock']}]")
     for e in d["audit_events_on_model"]:
@@ -1689,23 +1778,29 @@ def render_text(lineage: dict[str, Any], verification: dict[str, Any] | None = N
     return "\n".join(L)
 
 
+_EVENT_SKIP = frozenset({"prev_hash", "seq", "version", "by", "reason", *_TIME_KEYS,
+                         *_TYPE_KEYS})
+
+
 def _event_line(e: Mapping[str, Any], width: int = 200) -> str:
-    """time, type, the model it names, who and why, then the other fields (shortened)."""
-    skip = {"prev_hash", "seq", "version", "by", "reason", *_TIME_KEYS, *_TYPE_KEYS}
-    t = event_time(e)
+    """time (as recorded), type, the model it names, who and why, then the other fields
+    (shortened). Kept cheap: `audit log` prints 100k of these."""
+    t = next((str(e[k]) for k in _TIME_KEYS if e.get(k) is not None), "?")
     head = []
-    if isinstance(e.get("version"), str):
-        head.append(e["version"][:12])
+    v = e.get("version")
+    if isinstance(v, str):
+        head.append(v[:12])
     if e.get("by"):
         head.append(f"by {e['by']}")
     if e.get("reason"):
         head.append(f"\"{e['reason']}\"")
-    body = {k: v for k, v in e.items() if k not in skip}
-    txt = " ".join(head) + (" " if head and body else "") + (
-        json.dumps(body, sort_keys=True, default=str) if body else "")
+    body = {k: v for k, v in e.items() if k not in _EVENT_SKIP}
+    txt = " ".join(head)
+    if body:
+        txt += (" " if head else "") + json.dumps(body, sort_keys=True, default=str)
     if len(txt) > width:
         txt = txt[:width - 3] + "..."
-    return f"{t.isoformat(timespec='seconds') if t else '?':<25} {event_type(e):<26} {txt}"
+    return f"{t[:25]:<25} {event_type(e):<26} {txt}"
 
 
 def render_verification(ver: dict[str, Any]) -> str:

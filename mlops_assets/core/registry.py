@@ -184,6 +184,25 @@ class Registry:
             evs = [e for e in evs if e.get("version") == version]
         return evs
 
+    def awaiting_approval(self, trigger: str | None = None) -> list[str]:
+        """Candidates (or staged versions) registered after the current production went
+        live, whose gate passed and that nobody rejected: what a person has to decide on.
+        With `trigger`, only those whose source says they came from such a run."""
+        versions = self.versions()
+        prod = next((i for i in versions.values() if i["stage"] == PRODUCTION), None)
+        since = (prod or {}).get("promoted_at") or ""
+        out = []
+        for v, i in versions.items():
+            if i["stage"] not in (CANDIDATE, STAGING) or i.get("rejection"):
+                continue
+            if not (i.get("evaluation") or {}).get("eligible"):
+                continue
+            if trigger is not None and (i.get("source") or {}).get("trigger") != trigger:
+                continue
+            if (i.get("registered_at") or "") > since:
+                out.append(v)
+        return sorted(out, key=lambda v: versions[v].get("registered_at") or "")
+
     def approved(self, version: str, state: dict[str, Any] | None = None) -> bool:
         info = (state or self.state())["versions"][version]
         return len(info.get("approvals", [])) >= self.settings.min_approvals
@@ -231,7 +250,8 @@ class Registry:
     def register(self, model_path: str | os.PathLike[str], record_path: str | os.PathLike[str],
                  *, evaluation_path: str | os.PathLike[str] | None = None,
                  by: str = "system", reason: str = "registered",
-                 registered_from: str | None = None) -> str:
+                 registered_from: str | None = None,
+                 source: dict[str, Any] | None = None) -> str:
         """Copy a model and its record into the registry as a candidate; returns its version
         (md5 of the model bytes). Registering known bytes again only refreshes the
         evaluation (when one for this very model is given)."""
@@ -259,7 +279,7 @@ class Registry:
                         "registered_at": _now(), "registered_by": by,
                         "cutoff": record.get("cutoff"), "threshold": record.get("threshold"),
                         "evaluation_md5": None, "evaluation": None,
-                        "approvals": [], "rejection": None}
+                        "approvals": [], "rejection": None, "source": dict(source or {})}
                 state["versions"][version] = info
                 self._event("register", version, by, reason, from_stage=None,
                             to_stage=CANDIDATE, registered_from=info["registered_from"])
@@ -335,6 +355,7 @@ class Registry:
                 if old_prod is not None:
                     state["versions"][old_prod]["stage"] = ARCHIVED
                 info["stage"] = PRODUCTION
+                info["promoted_at"] = _now()
                 hist = state["production_history"]
                 hist.append(v)
                 self._event("promote", v, by, reason, from_stage=frm, to_stage=to,
@@ -413,6 +434,7 @@ class Registry:
             previous = hist[-1]
             state["versions"][current]["stage"] = ARCHIVED
             state["versions"][previous]["stage"] = PRODUCTION
+            state["versions"][previous]["promoted_at"] = _now()
             self._event("rollback", previous, by, reason, from_stage=ARCHIVED,
                         to_stage=PRODUCTION, from_version=current, to_version=previous)
             return {"version": previous, "from_version": current,

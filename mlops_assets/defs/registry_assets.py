@@ -19,6 +19,7 @@ NOT_MIRRORED = {"mlops_assets/dvc_mirrored": False}
 REGISTRY_TAGS = {"mlops_assets/dvc_mirrored": "false"}
 OWNERS = ["team:ml-platform"]
 PROMOTION_CHECK = "promotion_allowed"
+TRIGGER_TAG = "mlops_assets/trigger"  # set by defs/sensors.py on the runs it requests
 
 
 class PromotionConfig(dg.Config):
@@ -46,7 +47,10 @@ def _register_current(context: dg.AssetExecutionContext, reg: Registry) -> str:
                             evaluation_path=evaluation if evaluation.exists() else None,
                             by=_launcher(context),
                             reason=f"registered by Dagster run {context.run.run_id}",
-                            registered_from=MODEL)
+                            registered_from=MODEL,
+                            source={"run_id": context.run.run_id,
+                                    "trigger": context.run.tags.get(TRIGGER_TAG, "manual"),
+                                    "cutoff_tag": context.run.tags.get("mlops_assets/cutoff")})
 
 
 def _version_metadata(reg: Registry, v: str) -> dict[str, Any]:
@@ -109,7 +113,11 @@ def model_candidate(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 )
 def production_model(context: dg.AssetExecutionContext, config: PromotionConfig):
     reg = Registry(project_root())
-    v = reg.resolve(config.version) if config.version else _register_current(context, reg)
+    try:
+        v = reg.resolve(config.version) if config.version else _register_current(context, reg)
+    except RegistryError as e:  # an unknown version, or a model/record that do not match
+        yield _refused(config.version or "data/model", str(e))
+        return
     by = config.approved_by.strip() or _launcher(context)
     if config.approved_by.strip():
         info = reg.get(v)

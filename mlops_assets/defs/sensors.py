@@ -12,7 +12,9 @@ landing_sensor
       * a changed file with the same name is a new run of the same partition, tagged
         `mlops_assets/landing_event=changed` with the previous md5, logged as a warning and
         written to the audit log: never a silent overwrite (the snapshot store keeps both).
-    New batch keys are added as dynamic partitions ("batches"); each run materialises the
+    A file whose bytes are already the batch's current snapshot (e.g. landed by the chain's
+    own landing run) needs no run. New batch keys are added as dynamic partitions
+    ("batches"); each run materialises the
     batch's snapshot, then validation, features and the drift report.
 
 drift_retrain_sensor  (a sensor rather than a declarative AutomationCondition, because the
@@ -26,8 +28,13 @@ drift_retrain_sensor  (a sensor rather than a declarative AutomationCondition, b
     version, looked up in the DVC cache). Then:
       * an event already handled (the cursor, and the run key `retrain:<event>`) -> nothing:
         re-running the report, e.g. inside the retrain itself, never retrains again;
-      * a retrain run (job `retrain`) still queued or running -> the event is absorbed by it
-        (recorded, no new run): no retrain storm;
+      * a retrain run (job `retrain`) still queued or running, or a candidate from an
+        earlier drift retrain still waiting for a person's approval (params
+        retrain.wait_for_pending_approval, default true), or a drift *episode* that is still
+        open (retrain.per_drift_episode, default true: consecutive drifted batches are one
+        event, retrained once; a normal batch closes the episode) -> the event is absorbed
+        (recorded in the cursor and the audit log, no new run): no retrain storm, and no
+        pile of unreviewed candidates while drift persists;
       * otherwise exactly one run of `retrain`, whose run config moves the split window to
         the newest data (retrain.holdout_days of holdout ending at the newest labelled day,
         everything before the cutoff to train on), evaluates the candidate against
@@ -69,7 +76,9 @@ AUTOMATION_DEFAULTS: dict[str, Any] = {
     "weekly_retrain": False,
     "weekly_retrain_cron": "0 6 * * 0",
 }
-RETRAIN_DEFAULTS: dict[str, Any] = {"holdout_days": 7, "label_delay_days": 0}
+RETRAIN_DEFAULTS: dict[str, Any] = {"holdout_days": 3, "label_delay_days": 0,
+                                    "wait_for_pending_approval": True,
+                                    "per_drift_episode": True}
 
 
 def _params(root: Path | None = None) -> dict[str, Any]:
@@ -149,12 +158,12 @@ def scan_landing(landing: Path, cursor: dict[str, Any], now: float,
                              "last_md5": (prev or {}).get("md5") or (prev or {}).get("last_md5")}
             notes.append(f"{p.name}: still being written (size/mtime not yet stable)")
             continue
+        before = (prev or {}).get("md5") or (prev or {}).get("last_md5")
         md5 = md5_file(p)
         if _changed_since(p, size, mtime):
-            files[p.name] = {"size": -1, "mtime_ns": -1, "md5": None}
+            files[p.name] = {"size": -1, "mtime_ns": -1, "md5": None, "last_md5": before}
             notes.append(f"{p.name}: changed while being hashed")
             continue
-        before = (prev or {}).get("md5") or (prev or {}).get("last_md5")
         files[p.name] = {"size": size, "mtime_ns": mtime, "md5": md5}
         if before == md5:
             continue  # touched or re-dropped with the same bytes: one partition, no run
@@ -174,6 +183,18 @@ def _changed_since(p: Path, size: int, mtime_ns: int) -> bool:
     except FileNotFoundError:
         return True
     return st.st_size != size or st.st_mtime_ns != mtime_ns
+
+
+def _snapshotted(root: Path) -> dict[str, str]:
+    """batch key -> md5 of its current snapshot (the manifest), {} if there is none."""
+    from mlops_assets.core.ingest import load_manifest
+    from mlops_assets.core.io import DataError
+    from mlops_assets.stages import SNAPSHOTS
+
+    try:
+        return {e["batch"]: e["md5"] for e in load_manifest(root / SNAPSHOTS)["entries"]}
+    except DataError:
+        return {}
 
 
 @dg.sensor(
@@ -196,6 +217,11 @@ def landing_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     for n in notes:
         context.log.info(n)
     existing = set(context.instance.get_dynamic_partitions(BATCHES_NAME))
+    snapped = _snapshotted(root)
+    taken = [e for e in events if snapped.get(e["key"]) == e["md5"]]
+    for e in taken:  # e.g. the chain's own landing run, or a sensor cursor that was reset
+        context.log.info(f"{e['name']}: md5 {e['md5']} is already snapshotted; no run")
+    events = [e for e in events if snapped.get(e["key"]) != e["md5"]]
     new_keys = sorted({e["key"] for e in events} - existing)
     requests = []
     for e in events:
@@ -305,14 +331,17 @@ def retrain_in_progress(instance: dg.DagsterInstance) -> str | None:
                 "progress; nothing for a normal batch.",
 )
 def drift_retrain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    root = project_root()
-    params = _params(root)
-    cursor = json.loads(context.cursor) if context.cursor else {"after": 0, "handled": {}}
-    after = int(cursor.get("after", 0))
-    handled: dict[str, str] = dict(cursor.get("handled", {}))
     from dagster._core.storage.asset_check_execution_record import (
         AssetCheckExecutionRecordStatus as Status,
     )
+
+    root = project_root()
+    params = _params(root)
+    settings = retrain_settings(params)
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    after = int(cursor.get("after", 0))
+    handled: dict[str, str] = dict(cursor.get("handled", {}))
+    episode: dict[str, str] | None = cursor.get("episode")
 
     history = context.instance.event_log_storage.get_asset_check_execution_history(
         DRIFT_CHECK, limit=50)
@@ -320,12 +349,9 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult
                     and r.status in (Status.SUCCEEDED, Status.FAILED)), key=lambda r: r.id)
     if not fresh:
         return dg.SensorResult(skip_reason="no new drift check results", cursor=context.cursor)
-    new_after = max(r.id for r in fresh)
-    drift_events: list[tuple[str, dict[str, Any], str | None]] = []
-    for r in fresh:
-        if r.status != Status.FAILED:
-            context.log.info(f"drift check passed in run {r.run_id[:8]}: nothing to do")
-            continue
+    requests: list[dg.RunRequest] = []
+    reasons: list[str] = []
+    for r in fresh:  # oldest first: the order the batches were reported in
         evaluation = r.event.get_dagster_event().event_specific_data \
             if r.event and r.event.dagster_event else None
         dv = _target_report_md5(context.instance, evaluation) if evaluation else None
@@ -334,29 +360,43 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult
             context.log.warning(f"drift report {dv} of run {r.run_id[:8]} not found; skipped")
             continue
         key, info = drift_event_key(report, root)
-        drift_events.append((key, info, dv))
-    requests: list[dg.RunRequest] = []
-    reasons: list[str] = []
-    for key, info, dv in drift_events:
+        if r.status == Status.SUCCEEDED:
+            reasons.append(f"drift check passed on {info['batch']}: no retrain")
+            if episode and info["batch"] != episode["batch"] and key not in handled:
+                context.log.info(f"drift episode opened by {episode['batch']} closed by the "
+                                 f"normal batch {info['batch']}")
+                episode = None
+            continue
         if key in handled:
             reasons.append(f"drift on {info['batch']} already handled by {handled[key]}")
             continue
         busy = retrain_in_progress(context.instance)
-        if busy or requests:
-            by = busy or "the retrain requested in this tick"
-            handled[key] = f"absorbed:{by}"
-            reasons.append(f"drift on {info['batch']} absorbed: retrain {by} in progress")
+        why = "a retrain is already in progress"
+        if not busy and settings["wait_for_pending_approval"]:
+            from mlops_assets.core.registry import Registry
+
+            pending = Registry(root).awaiting_approval(trigger="drift")
+            busy = f"candidate {pending[-1][:12]} (awaiting approval)" if pending else None
+            why = "a candidate from an earlier drift retrain awaits approval"
+        if not busy and requests:
+            busy, why = "the retrain requested in this tick", "a retrain was just requested"
+        if not busy and episode and settings["per_drift_episode"]:
+            busy = f"the drift episode opened by {episode['batch']} ({episode['run_key']})"
+            why = "drift persists since the last retrain (no normal batch in between)"
+        if busy:
+            handled[key] = f"absorbed:{busy}"
+            reasons.append(f"drift on {info['batch']} absorbed by {busy}")
             _audit(root, {"kind": "drift", "action": "retrain_absorbed", "event": key,
-                          "in_progress": by, "by": "drift_retrain_sensor", **info,
-                          "reason": "a retrain is already in progress"})
+                          "absorbed_by": busy, "by": "drift_retrain_sensor", **info,
+                          "reason": why})
             continue
-        window = retrain_window(info["window"][1] if info.get("window") else None, params) \
-            if info.get("window") else None
-        if window is None:
+        if not info.get("window"):
             reasons.append(f"drift on {info['batch']}: no time window in the report")
             continue
+        window = retrain_window(info["window"][1], params)
         run_key = f"retrain:{key}"
         handled[key] = run_key
+        episode = {"key": key, "batch": info["batch"], "run_key": run_key}
         requests.append(dg.RunRequest(
             run_key=run_key, run_config=retrain_run_config(window),
             tags={TRIGGER_TAG: "drift", DRIFT_EVENT_TAG: key, BATCH_TAG: info["batch"],
@@ -370,7 +410,8 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult
                       "reason": "no_significant_drift check failed"})
     if len(handled) > HANDLED_KEEP:
         handled = dict(list(handled.items())[-HANDLED_KEEP:])
-    new_cursor = json.dumps({"after": new_after, "handled": handled}, sort_keys=True)
+    new_cursor = json.dumps({"after": max(r.id for r in fresh), "handled": handled,
+                             "episode": episode}, sort_keys=True)
     return dg.SensorResult(run_requests=requests, cursor=new_cursor,
                            skip_reason=None if requests else
                            ("; ".join(reasons) or "drift checks passed: no retrain"))

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from mlops_assets.core.contract import Contract, column_constraints
 from mlops_assets.core.features import build_features

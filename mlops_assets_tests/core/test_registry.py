@@ -297,3 +297,23 @@ def test_cli_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
         "register", "evaluate", "promote_refused", "approve", "promote", "rollback_refused"]
     assert main(root + ["list"]) == 0 and "serving" in capsys.readouterr().out
     assert main(root + ["log"]) == 0 and "rollback_refused" in capsys.readouterr().out
+
+
+def test_registry_models_are_tracked_by_dvc(tmp_path: Path) -> None:
+    """`registry track` pins the immutable copies with DVC in a real project copy. (In a
+    subprocess: DVC binds its log handler to the stream of the process that first uses it.)"""
+    import yaml
+
+    from mlops_assets_tests.conftest import VENV_BIN, make_project_copy, run
+
+    root = make_project_copy(tmp_path / "p", with_lock=False)
+    m, r, e = _model(tmp_path, "a")
+    v = Registry(root).register(m, r, evaluation_path=e, by="ci", reason="x")
+    out = run([str(VENV_BIN / "mlops-assets"), "registry", "--root", str(root), "track"], root)
+    assert "registry/models.dvc" in out.stdout
+    dvcfile = yaml.safe_load((root / "registry" / "models.dvc").read_text())
+    assert dvcfile["outs"][0]["path"] == "models" and dvcfile["outs"][0]["nfiles"] == 2
+    assert "/models" in (root / "registry" / ".gitignore").read_text()
+    status = run(["dvc", "status", "registry/models.dvc", "--json"], root)
+    assert json.loads(status.stdout) == {}
+    assert (root / "registry" / "models" / v / "model.skops").exists()

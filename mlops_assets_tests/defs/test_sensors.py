@@ -237,6 +237,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
             first = tick(landing_sensor, instance, None)
             s.landing_cursor = first.cursor
             assert not first.dynamic_partitions_requests
+            assert first.run_requests == []  # their bytes are already snapshotted
             s.drift_cursor = s.drift_tick().cursor  # the chain's own drift result is history
             yield s
     finally:
@@ -260,9 +261,10 @@ def test_drifted_batch_gives_exactly_one_retrain(scenario: Scenario) -> None:
     assert req.run_key.startswith("retrain:")
     assert req.tags["mlops_assets/trigger"] == "drift"
     assert req.tags["mlops_assets/batch"] == "week_2025-11-24"
-    # the newest window: the drifted week is the holdout, everything before it trains
+    # the newest window: the last retrain.holdout_days (3) of the drifted week are the
+    # holdout, everything before them (its first four days included) trains
     assert req.run_config == {"ops": {"split": {"config": {
-        "cutoff": "2025-11-24", "holdout_end": "2025-12-01"}}}}
+        "cutoff": "2025-11-28", "holdout_end": "2025-12-01"}}}}
     # the next ticks: nothing more for the same drift
     assert scenario.drift_tick().run_requests == []
     # the drift report re-run for the same batch (as the retrain itself does): still one
@@ -300,14 +302,20 @@ def test_retrain_run_trains_on_the_new_window_and_registers_a_candidate(
                   req.tags, run_config=req.run_config)
     assert run.success, _errors(run)
     record = json.loads((scenario.root / "data/model/model.json").read_text())
-    assert record["cutoff"] == "2025-11-24"
+    assert record["cutoff"] == "2025-11-28"
     split = json.loads((scenario.root / "data/split/split.json").read_text())
-    assert str(split["train"]["ts_max"]) < "2025-11-24"
+    assert "2025-11-24" < str(split["train"]["ts_max"]) < "2025-11-28"
     reg = Registry(scenario.root)
     info = reg.get(record["model_md5"])
     assert info["stage"] == "candidate" and info["evaluation"] is not None
     # the retrain re-ran the drift report for the same batch: no second retrain
     assert scenario.drift_tick().run_requests == []
+    # while that candidate waits for a person, new drift does not pile up more candidates
+    assert reg.awaiting_approval(trigger="drift") == [record["model_md5"]]
+    scenario.land_week(14)  # 2025-12-08: a third holiday week
+    assert scenario.severity() == "significant"
+    res = scenario.drift_tick()
+    assert res.run_requests == [] and "awaiting approval" in (res.skip_message or "")
 
 
 def _check(run: dg.ExecuteInProcessResult, name: str):
@@ -362,6 +370,33 @@ def test_production_model_needs_approval_and_a_passing_gate(scenario: Scenario) 
     assert reg.production() == candidate  # serving unchanged
 
 
+def test_a_normal_batch_ends_the_drift_episode_and_new_drift_retrains_once(
+        scenario: Scenario) -> None:
+    """Consecutive drifted batches are one drift episode (one retrain); a normal batch ends
+    it with no retrain; drift after that is a new event: exactly one retrain again."""
+    from dataclasses import replace
+
+    calm = replace(scenario.scenario, holiday_start=None)  # a normal week, after the holidays
+    path = scenario.root / "data" / "landing" / calm.file_name(15)
+    write_batch(path, generate_week(calm, 15))
+    res = tick(landing_sensor, scenario.instance, scenario.landing_cursor)
+    apply_partitions(scenario.instance, res)
+    scenario.landing_cursor = res.cursor
+    req = res.run_requests[0]
+    run = execute(scenario.instance, CHAIN_AFTER_LANDING, req.tags, req.partition_key)
+    assert not _errors(run)
+    assert scenario.severity() != "significant"
+    res = scenario.drift_tick()
+    assert res.run_requests == []
+    assert json.loads(res.cursor)["episode"] is None
+    scenario.land_week(16)  # 2025-12-22: drift again
+    assert scenario.severity() == "significant"
+    res = scenario.drift_tick()
+    assert len(res.run_requests) == 1
+    assert res.run_requests[0].tags["mlops_assets/batch"] == "week_2025-12-22"
+    assert scenario.drift_tick().run_requests == []
+
+
 def _defs() -> dg.Definitions:
     from mlops_assets.definitions import defs
 
@@ -386,8 +421,9 @@ def test_weekly_schedule_is_off_by_default_and_on_with_the_flag(
 
 
 def test_retrain_window_respects_holdout_and_label_delay() -> None:
-    assert retrain_window("2025-11-30 23:59:00") == {"cutoff": "2025-11-24",
+    assert retrain_window("2025-11-30 23:59:00") == {"cutoff": "2025-11-28",
                                                       "holdout_end": "2025-12-01"}
     assert retrain_window("2025-11-30 23:59:00", {"retrain": {"holdout_days": 3,
                                                               "label_delay_days": 2}}) == {
         "cutoff": "2025-11-26", "holdout_end": "2025-11-29"}
+

@@ -69,11 +69,25 @@ class Service:
         return self.proc.poll() is None
 
     def log_tail(self, chars: int = 4000) -> str:
+        """The end of the log, with runs of identical lines (warnings repeated on every
+        tick) collapsed, so the tail shows what happened."""
         try:
-            text = self.log_path.read_text(errors="replace")
+            lines = self.log_path.read_text(errors="replace").splitlines()
         except OSError as exc:
             return f"<no log: {exc}>"
-        return text[-chars:]
+        out: list[str] = []
+        repeats = 0
+        for i, line in enumerate(lines):
+            if i and line == lines[i - 1]:
+                repeats += 1
+                continue
+            if repeats:
+                out.append(f"    [previous line repeated {repeats} more times]")
+                repeats = 0
+            out.append(line)
+        if repeats:
+            out.append(f"    [previous line repeated {repeats} more times]")
+        return "\n".join(out)[-chars:]
 
     def describe(self, chars: int = 4000) -> str:
         state = "running" if self.alive() else f"exited {self.proc.returncode}"
@@ -146,23 +160,38 @@ def wait_for(url: str, timeout: float = 120, interval: float = 0.5,
 @contextmanager
 def start_webserver(root: Path, dagster_home: Path, port: int | None = None,
                     workspace: str = "workspace.yaml", ready_timeout: float = 180,
-                    log_path: Path | None = None) -> Iterator[Service]:
+                    log_path: Path | None = None, attempts: int = 3) -> Iterator[Service]:
     """`dagster-webserver -w workspace.yaml -h 127.0.0.1 -p PORT` in `root`; yields once
-    GET /server_info answers 200. `service.url` is the base URL."""
-    port = port or free_port()
-    cmd = [str(VENV_BIN / "dagster-webserver"), "-w", workspace, "-h", "127.0.0.1",
-           "-p", str(port)]
-    with start_service("dagster-webserver", cmd, root, dagster_home, log_path) as service:
-        service.url = f"http://127.0.0.1:{port}"
-        wait_for(f"{service.url}/server_info", timeout=ready_timeout, service=service)
-        yield service
+    GET /server_info answers 200 and the process still runs. `service.url` is the base URL.
+    Without `port`, a free one is picked, and picked again (up to `attempts` times) if
+    another process took it before the webserver could bind it."""
+    for attempt in range(1, attempts + 1):
+        chosen = port or free_port()
+        cmd = [str(VENV_BIN / "dagster-webserver"), "-w", workspace, "-h", "127.0.0.1",
+               "-p", str(chosen)]
+        with start_service("dagster-webserver", cmd, root, dagster_home, log_path) as service:
+            service.url = f"http://127.0.0.1:{chosen}"
+            try:
+                wait_for(f"{service.url}/server_info", timeout=ready_timeout, service=service)
+                time.sleep(1)  # a 200 from someone else's server, then ours fails to bind?
+                if not service.alive():
+                    raise RuntimeError(f"{service.name} exited after {service.url} answered"
+                                       f"\n{service.describe()}")
+            except RuntimeError:
+                in_use = "address already in use" in service.log_tail(20000).lower()
+                if port is None and in_use and attempt < attempts:
+                    continue
+                raise
+            yield service
+            return
+    raise AssertionError("unreachable")
 
 
 @contextmanager
 def start_daemon(root: Path, dagster_home: Path, workspace: str = "workspace.yaml",
                  log_path: Path | None = None) -> Iterator[Service]:
     """`dagster-daemon run -w workspace.yaml` in `root` (backfills, sensors, schedules).
-    Whether it is up shows in the webserver: see `daemon_healthy`."""
+    Whether it is up shows in the webserver: see `wait_daemon_healthy`."""
     cmd = [str(VENV_BIN / "dagster-daemon"), "run", "-w", workspace]
     with start_service("dagster-daemon", cmd, root, dagster_home, log_path) as service:
         yield service

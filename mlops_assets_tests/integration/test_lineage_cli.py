@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,6 +168,20 @@ def test_text_graph_and_console_script(project: Path, capsys) -> None:
     assert cli(capsys, "lineage", "0123456789abcdef0123456789abcdef")[0] == 2
 
 
+def test_model_lineage_metadata_for_the_dagster_ui(project: Path) -> None:
+    """What defs/metadata.py can attach to the model asset: a link to the lineage record."""
+    from mlops_assets.lineage_cli import model_lineage_metadata
+
+    v = json.loads((project / "registry/production.json").read_text())["version"]
+    meta = model_lineage_metadata(project, v)
+    assert set(meta) == {"lineage_record", "lineage_verify", "lineage_graph"}
+    record = Path(meta["lineage_record"].value)
+    assert record == project / "data/runs/lineage" / f"{v}.json"
+    assert json.loads(record.read_text())["version"] == v
+    assert meta["lineage_verify"].value == f"mlops-assets lineage {v} --verify"
+    assert model_lineage_metadata(project, "f" * 32) == {}  # unknown: nothing, no exception
+
+
 def test_warm_verify_reads_no_bytes(project: Path, capsys) -> None:
     cli(capsys, "lineage", "production", "--verify", "--no-dagster")
     code, lin = lineage_json(capsys, "--verify", "--no-dagster")
@@ -241,10 +254,16 @@ def test_a_row_past_the_cutoff_in_the_training_set(project: Path, capsys) -> Non
     assert code == 1
     assert any("leakage: data/split/train.parquet" in p and "1 of" in p
                and "at or after the recorded cutoff" in p for p in _problems(out)), out[-3000:]
-    # leakage is caught even when someone also re-pins the bytes (dvc commit)
+    # re-pinning the leaky file (dvc commit) does not launder it into the model's lineage:
+    # the model was trained on the recorded bytes, which are verified (and scanned) from the
+    # DVC cache, and the output says the working tree holds another version
+    want = lock_out(project, "split", "data/split/train.parquet")
     run(["dvc", "commit", "-f", "split"], project)
     code, out = _verify(capsys)
-    assert code == 1 and any("leakage: data/split/train.parquet" in p for p in _problems(out))
+    assert code == 0, out[-3000:]
+    assert (f"verified    data/split/train.parquet: {want} (DVC cache; the working tree holds "
+            "another version)") in out
+    assert "verified    leakage: none" in out
 
 
 def test_an_edited_audit_log_entry(project: Path, capsys) -> None:
@@ -346,11 +365,15 @@ def test_reproduce_a_model_trained_two_commits_ago(project: Path, capsys) -> Non
 
 
 def test_reproduce_names_the_input_that_differs(project: Path, capsys) -> None:
-    """Corrupt the cached training set: the rebuild names it, with expected and actual md5."""
+    """Replace the cached training set by one with fewer rows: the rebuild differs and the
+    result names the input, with expected and actual md5."""
     want = lock_out(project, "split", "data/split/train.parquet")
     obj = project / ".dvc/cache/files/md5" / want[:2] / want[2:]
-    _flip_byte(obj, 5000)
+    train = pd.read_parquet(obj)
+    obj.chmod(0o644)
+    train.iloc[: len(train) - 500].to_parquet(obj, index=False)
     (project / "data/split/train.parquet").unlink()  # so checkout must come from the cache
     code, out = cli(capsys, "reproduce", "production")
     assert code == 1
-    assert "input data/split/train.parquet: expected " + want in out, out[-3000:]
+    assert "DIFFERENT: rebuilt md5" in out, out[-3000:]
+    assert f"input data/split/train.parquet: expected {want}, actual {md5(obj)}" in out

@@ -28,8 +28,7 @@ def _stage(root: Path, version: str) -> None:
 def _service(root: Path, share: float, seed: int, shadow: bool = False):
     from mlops_assets.core.contract import load_contract
     from mlops_assets.serve.app import ServeConfig, Service
-    from mlops_assets.serve.model_holder import ModelHolder, load_production, load_pinned, \
-        staging_entry
+    from mlops_assets.serve.model_holder import ModelHolder, load_pinned, load_production, staging_entry
 
     contract = load_contract(root / "mlops_assets/contracts/fraud.yaml")
     entry = staging_entry(root)
@@ -58,9 +57,9 @@ def test_canary_share_is_within_tolerance_over_10000_requests_with_a_fixed_seed(
 
 
 def test_canary_over_http_names_the_staging_version_and_its_scores(project):
+    from mlops_assets.core.contract import load_contract
     from mlops_assets.core.features import build_features
     from mlops_assets.core.train import load_model, score
-    from mlops_assets.core.contract import load_contract
 
     root, version_a = project
     version_b = train_alternative(root)

@@ -1,0 +1,372 @@
+"""`mlops-assets incident`: the holiday incident replayed end to end, in the order it happened.
+
+In a fresh copy of the project (a git repo of its own, with its own DVC cache, registry and
+Dagster instance under `<workdir>/.dagster_home`):
+
+1. the normal weeks land; the chain is materialised through Dagster; the model is
+   registered and, with a person's approval given as run config, promoted to production;
+2. the holiday weeks land one at a time, each picked up by `landing_sensor` (ticked as
+   the daemon ticks it) and run through snapshot -> validation -> features -> drift;
+3. `drift_retrain_sensor` sees the failed `no_significant_drift` check and requests one
+   retrain; the candidate is evaluated against production and waits for approval;
+4. after `--approve-after` weeks a person approves it (a `production_model` run with run
+   config) and the false-positive rate of what serves comes back down.
+
+The sensors are evaluated tick by tick in this process against the real instance (the
+same code the daemon runs; the daemon itself is exercised by
+mlops_assets_tests/integration/test_daemon.py), so the replay is deterministic. Every run
+stays in the instance's run history (open the UI on the workdir to see it) and every
+registry / drift decision in registry/audit.log.jsonl.
+
+The timeline (stdout, and `--json FILE`) has one row per week: rows, drift severity, top
+drifted features, production version, the FPR of the serving model at its operating
+threshold on that week's labels, and the actions taken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+APPROVER = "risk-officer (incident replay)"
+
+
+# ---------------------------------------------------------------------- workspace
+
+
+def _project_files(src: Path) -> list[str]:
+    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                         cwd=src, capture_output=True, text=True, check=True).stdout
+    return [p for p in out.splitlines() if p and (src / p).is_file()]
+
+
+def make_workspace(src: Path, dest: Path, overrides: dict[str, dict[str, Any]]) -> Path:
+    """A copy of the project's source files as a fresh git repo, without data, lock or
+    registry state (the pointer starts empty)."""
+    from mlops_assets.params_edit import update_params_section
+
+    for rel in _project_files(src):
+        if rel == "dvc.lock" or (rel.startswith("registry/") and rel != "registry/production.json"):
+            continue
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / rel, target)
+    (dest / "registry").mkdir(exist_ok=True)
+    (dest / "registry/production.json").write_text(
+        json.dumps({"model_path": None, "record_path": None, "version": None}, indent=2,
+                   sort_keys=True) + "\n")
+    for section, values in overrides.items():
+        update_params_section(dest / "params.yaml", section, values)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "incident", "GIT_COMMITTER_NAME": "incident",
+           "GIT_AUTHOR_EMAIL": "incident@example.invalid",
+           "GIT_COMMITTER_EMAIL": "incident@example.invalid"}
+    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"],
+                ["git", "commit", "-q", "-m", "incident replay workspace"]):
+        subprocess.run(cmd, cwd=dest, env=env, check=True, capture_output=True)
+    (dest / ".dagster_home").mkdir(exist_ok=True)
+    return dest
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _execute(instance: Any, keys: list[str], tags: dict[str, str] | None = None,
+             partition_key: str | None = None, run_config: dict | None = None) -> Any:
+    import dagster as dg
+
+    from mlops_assets.definitions import defs
+
+    job = defs().resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection={dg.AssetKey(k) for k in keys})
+    tags = dict(tags or {})
+    if partition_key:
+        tags["dagster/partition"] = partition_key
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    return job.execute_in_process(instance=instance, tags=tags,
+                                  run_config={**quiet, **(run_config or {})},
+                                  raise_on_error=False)
+
+
+def _tick(sensor: Any, instance: Any, cursor: str | None) -> Any:
+    import dagster as dg
+
+    from mlops_assets.definitions import defs
+
+    ctx = dg.build_sensor_context(instance=instance, instance_ref=instance.get_ref(),
+                                  cursor=cursor, definitions=defs())
+    return sensor.evaluate_tick(ctx)
+
+
+def _run_failed(run: Any) -> list[str]:
+    return [str(ev.event_specific_data.error.message).splitlines()[0]
+            for ev in run.all_events if ev.is_step_failure and ev.event_specific_data.error]
+
+
+def _fpr(root: Path, version: str | None, batch: str) -> float | None:
+    """FPR at the operating threshold of registry version `version` on one batch's labels."""
+    from mlops_assets.core.contract import load_contract
+    from mlops_assets.core.evaluate import classification_metrics
+    from mlops_assets.core.io import read_table
+    from mlops_assets.core.registry import Registry
+    from mlops_assets.core.train import load_model, score
+    from mlops_assets.pipeline import load_params
+    from mlops_assets.stages import FEATURES
+
+    if not version:
+        return None
+    info = Registry(root).get(version)
+    record = json.loads((root / info["record_path"]).read_text())
+    contract = load_contract(root / load_params(root)["dataset"]["contract"])
+    feats = read_table(root / FEATURES)
+    week = feats[feats["_batch"] == batch].reset_index(drop=True)
+    if week.empty:
+        return None
+    scores = score(load_model(root / info["model_path"]), week, contract)
+    m = classification_metrics(week[contract.label_column].to_numpy(), scores,
+                               float(record["threshold"]))
+    return None if m.get("fpr") is None else float(m["fpr"])
+
+
+def _drift(root: Path) -> dict[str, Any]:
+    from mlops_assets.stages import DRIFT_JSON
+
+    rep = json.loads((root / DRIFT_JSON).read_text())
+    return {"severity": rep.get("severity"), "drift_share": rep.get("drift_share"),
+            "top_features": list(rep.get("drifted_features") or [])[:3],
+            "batch": rep.get("lineage", {}).get("current_batch")}
+
+
+# ---------------------------------------------------------------------- the story
+
+
+def replay(workdir: Path, rows_per_week: int | None = None, approve_after: int = 1,
+           say: Any = print) -> list[dict[str, Any]]:
+    """Play the incident in `workdir` (created from this checkout); return the timeline."""
+    src = Path(__file__).resolve().parent.parent
+    import yaml
+
+    params = yaml.safe_load((src / "params.yaml").read_text())
+    sample = dict(params["sample_data"])
+    if rows_per_week:
+        sample["rows_per_week"] = rows_per_week
+    from mlops_assets.core.generate import FraudScenario
+
+    full = FraudScenario.from_params(sample)
+    normal = [i for i in range(full.weeks) if not full.is_holiday_week(i)]
+    holiday = [i for i in range(full.weeks) if full.is_holiday_week(i)]
+    if not normal or not holiday:
+        raise SystemExit("the sample scenario needs normal weeks before holiday weeks")
+    overrides = {"sample_data": {"weeks": len(normal),
+                                 **({"rows_per_week": rows_per_week} if rows_per_week else {})}}
+    root = make_workspace(src, workdir, overrides)
+    os.environ["MLOPS_ASSETS_ROOT"] = str(root)
+    os.environ["DAGSTER_HOME"] = str(root / ".dagster_home")
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    os.chdir(root)
+
+    import logging
+    import warnings
+
+    import dagster as dg
+
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    for name in ("dagster", "dvc", "dvc.dvcfile"):  # the timeline is the output
+        logging.getLogger(name).setLevel(logging.WARNING)
+    from mlops_assets.core.generate import generate_week
+    from mlops_assets.core.ingest import batch_key
+    from mlops_assets.core.io import write_parquet_atomic
+    from mlops_assets.core.registry import Registry
+    from mlops_assets.defs.sensors import (
+        CHAIN_AFTER_LANDING,
+        RETRAIN_ASSETS,
+        drift_retrain_sensor,
+        landing_sensor,
+    )
+    from mlops_assets.orchestrate import materialize_chain
+
+    timeline: list[dict[str, Any]] = []
+    reg = Registry(root)
+    with dg.DagsterInstance.get() as instance:
+        t0 = time.perf_counter()
+        say(f"[incident] workspace {root}")
+        say(f"[incident] {len(normal)} normal weeks land; the chain runs through Dagster ...")
+        summary = materialize_chain(root, progress=False, instance=instance)
+        if not summary["success"]:
+            raise SystemExit(f"the chain failed: {summary['failed_steps']} {summary['errors']}")
+        first = json.loads((root / "data/model/model.json").read_text())["model_md5"]
+        ev = json.loads((root / "data/reports/evaluation.json").read_text())
+        approval = {"ops": {"production_model": {"config": {
+            "approved_by": APPROVER, "version": first,
+            "reason": f"initial model; gate vs {ev['reference']['name']}: "
+                      f"PR AUC {ev['candidate']['pr_auc']:.3f}"}}}}
+        run = _execute(instance, ["production_model"], run_config=approval)
+        if not run.success:
+            raise SystemExit(f"initial promotion refused: {_run_failed(run)}")
+        say(f"[incident] model {first[:12]} approved by {APPROVER} and promoted "
+            f"({time.perf_counter() - t0:.0f}s)")
+        first_drift = _drift(root)
+        for i in normal:
+            key = batch_key(Path(full.file_name(i)))
+            actions = ["land"]
+            if i == normal[-1]:
+                actions += ["train", "evaluate", "approve", "promote"]
+            row = {"week": full.week_start(i).isoformat(), "batch": key, "period": "normal",
+                   "rows": full.rows_per_week, "severity": None, "drift_share": None,
+                   "top_features": [], "production_version": None,
+                   "fpr": None, "actions": actions}
+            if i == normal[-1]:
+                row.update({k: first_drift[k] for k in ("severity", "drift_share",
+                                                          "top_features")})
+            timeline.append(row)
+        # the sensors' first ticks: the landed weeks are adopted, old drift is history
+        landing_cursor = _tick(landing_sensor, instance, None).cursor
+        drift_cursor = _tick(drift_retrain_sensor, instance, None).cursor
+        for row in timeline:  # what production (the first model) did on those weeks
+            row["production_version"] = first
+            row["fpr"] = _fpr(root, first, row["batch"])
+
+        pending: str | None = None
+        pending_since = 0
+        for n, i in enumerate(holiday):
+            key = batch_key(Path(full.file_name(i)))
+            write_parquet_atomic(root / "data/landing" / full.file_name(i), generate_week(full, i))
+            actions = ["land"]
+            request = None
+            for _ in range(3):  # the file settles across two ticks
+                res = _tick(landing_sensor, instance, landing_cursor)
+                for req in res.dynamic_partitions_requests or []:
+                    instance.add_dynamic_partitions(req.partitions_def_name,
+                                                    list(req.partition_keys))
+                landing_cursor = res.cursor
+                if res.run_requests:
+                    request = res.run_requests[0]
+                    break
+            if request is None:
+                raise SystemExit(f"landing_sensor never picked up {full.file_name(i)}")
+            run = _execute(instance, CHAIN_AFTER_LANDING, request.tags, request.partition_key)
+            if _run_failed(run):
+                raise SystemExit(f"landing run failed: {_run_failed(run)}")
+            drift = _drift(root)
+            serving = reg.production()
+            row = {"week": full.week_start(i).isoformat(), "batch": key, "period": "holiday",
+                   "rows": full.rows_per_week, **{k: drift[k] for k in
+                                                  ("severity", "drift_share", "top_features")},
+                   "production_version": serving, "fpr": _fpr(root, serving, key),
+                   "actions": actions}
+            res = _tick(drift_retrain_sensor, instance, drift_cursor)
+            drift_cursor = res.cursor
+            if res.run_requests:
+                req = res.run_requests[0]
+                actions += ["drift", "retrain"]
+                retrain = _execute(instance, RETRAIN_ASSETS, req.tags, run_config=req.run_config)
+                if not retrain.success:
+                    raise SystemExit(f"retrain failed: {_run_failed(retrain)}")
+                cand = json.loads((root / "data/model/model.json").read_text())["model_md5"]
+                ev = json.loads((root / "data/reports/evaluation.json").read_text())
+                row["candidate"] = {
+                    "version": cand, "cutoff": req.run_config["ops"]["split"]["config"]["cutoff"],
+                    "eligible": ev["gate"]["eligible"], "compared_with": ev["reference"]["name"],
+                    "candidate_pr_auc": ev["candidate"]["pr_auc"],
+                    "production_pr_auc": ev["reference"]["pr_auc"],
+                    "candidate_fpr_holdout": ev["candidate"]["fpr"],
+                    "production_fpr_holdout": ev["reference"]["fpr"]}
+                if ev["gate"]["eligible"]:
+                    actions.append("candidate waits for approval")
+                    pending, pending_since = cand, n
+                else:
+                    actions.append("candidate failed the gate")
+            elif drift["severity"] == "significant":
+                mine = [m for m in (res.skip_message or "").split("; ") if key in m]
+                actions += ["drift", "no retrain: " + (mine[-1].split(" absorbed by ")[-1]
+                                                       if mine else "see the sensor log")]
+            if pending and n - pending_since >= approve_after:
+                row["candidate_fpr_this_week"] = _fpr(root, pending, key)
+                approval = {"ops": {"production_model": {"config": {
+                    "approved_by": APPROVER, "version": pending,
+                    "reason": "holiday retrain: beats production on the newest holdout"}}}}
+                run = _execute(instance, ["production_model"], run_config=approval)
+                if run.success:
+                    actions += ["approve", "promote"]
+                    pending = None
+                else:
+                    actions.append(f"promotion refused: {_run_failed(run)}")
+            timeline.append(row)
+            say(f"[incident] {row['week']}: severity {row['severity']}, FPR "
+                f"{_pct(row['fpr'])} ({str(serving)[:8]}), {', '.join(actions)}")
+        # the week after: what the approved model does on the last holiday week
+        last = timeline[-1]
+        final = reg.production()
+        if final != last["production_version"]:
+            last["fpr_after_promotion"] = _fpr(root, final, last["batch"])
+        say(f"[incident] done in {time.perf_counter() - t0:.0f}s; UI: DAGSTER_HOME="
+            f"{root / '.dagster_home'} MLOPS_ASSETS_ROOT={root} dagster-webserver -w "
+            f"{root / 'workspace.yaml'}")
+    return timeline
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2%}"
+
+
+def render(timeline: list[dict[str, Any]]) -> str:
+    head = (f"{'week':<11} {'period':<8} {'rows':>6} {'severity':<12} {'drift':>6} "
+            f"{'top drifted features':<40} {'production':<12} {'FPR':>7}  actions")
+    lines = [head, "-" * len(head)]
+    for r in timeline:
+        lines.append(
+            f"{r['week']:<11} {r['period']:<8} {r['rows']:>6} {str(r['severity'] or '-'):<12} "
+            f"{'-' if r['drift_share'] is None else format(r['drift_share'], '.2f'):>6} "
+            f"{', '.join(r['top_features'])[:40]:<40} {str(r['production_version'])[:12]:<12} "
+            f"{_pct(r['fpr']):>7}  {'; '.join(r['actions'])}")
+        if r.get("candidate"):
+            c = r["candidate"]
+            lines.append(f"{'':<11} candidate {c['version'][:12]} (cutoff {c['cutoff']}): "
+                         f"PR AUC {c['candidate_pr_auc']:.3f} vs production "
+                         f"{c['production_pr_auc']:.3f}, holdout FPR "
+                         f"{_pct(c['candidate_fpr_holdout'])} vs {_pct(c['production_fpr_holdout'])}"
+                         f", gate {'passed' if c['eligible'] else 'FAILED'}")
+        if r.get("candidate_fpr_this_week") is not None:
+            lines.append(f"{'':<11} the approved candidate's FPR on this week: "
+                         f"{_pct(r['candidate_fpr_this_week'])}")
+        if r.get("fpr_after_promotion") is not None:
+            lines.append(f"{'':<11} FPR on this week with the promoted model: "
+                         f"{_pct(r['fpr_after_promotion'])}")
+    return "\n".join(lines)
+
+
+def run_incident(args: argparse.Namespace) -> int:
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="incident-"))
+    if workdir.exists() and any(workdir.iterdir()):
+        print(f"incident: {workdir} is not empty; give an empty or new --workdir", file=sys.stderr)
+        return 2
+    workdir.mkdir(parents=True, exist_ok=True)
+    timeline = replay(workdir.resolve(), rows_per_week=args.rows_per_week,
+                      approve_after=args.approve_after)
+    print()
+    print(render(timeline))
+    if args.json:
+        Path(args.json).write_text(json.dumps(timeline, indent=2, default=str) + "\n")
+        print(f"\ntimeline written to {args.json}")
+    print(f"audit log: {workdir / 'registry/audit.log.jsonl'}")
+    return 0
+
+
+def add_incident_parser(sub: Any) -> argparse.ArgumentParser:
+    p = sub.add_parser("incident", help="replay the holiday incident end to end in a fresh "
+                                        "workspace and print the week-by-week timeline")
+    p.add_argument("--json", help="also write the timeline as JSON to this file")
+    p.add_argument("--workdir", help="where to build the workspace (default: a new temp dir)")
+    p.add_argument("--rows-per-week", type=int, default=None,
+                   help="override sample_data.rows_per_week (smaller is faster)")
+    p.add_argument("--approve-after", type=int, default=1,
+                   help="weeks the candidate waits for approval (default 1)")
+    p.set_defaults(func=run_incident)
+    return p
