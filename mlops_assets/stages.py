@@ -169,14 +169,14 @@ def stage_split(ctx: StageContext) -> StageResult:
 def stage_train(ctx: StageContext) -> StageResult:
     """Fit the pipeline, save it as canonical skops, and pin its record and reference profile."""
     from mlops_assets.core import drift
-    from mlops_assets.core.train import TrainParams, model_record, save_model, score, train_model
+    from mlops_assets.core.train import TrainParams, model_record, save_model, train_model
 
     contract = ctx.contract
     params = TrainParams.from_params(ctx.params["train"])
     train = read_table(ctx.path(TRAIN))
     result = train_model(train, contract, params)
     save_model(result.pipeline, ctx.path(MODEL))
-    train_scores = score(result.pipeline, train, contract)
+    train_scores = result.scores  # train_model scored exactly these rows, in this order
     drift.write_reference_profile(
         train, contract, train_scores, result.threshold, ctx.params.get("drift", {}),
         ctx.path(REFERENCE_PROFILE), ctx.path(REFERENCE_VALUES))
