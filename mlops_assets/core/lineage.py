@@ -91,13 +91,12 @@ class LineageError(Exception):
 # =============================================================================== hashing
 
 
+from mlops_assets.core.io import md5_file  # noqa: E402
+
+
 def md5_of_file(path: str | os.PathLike[str], chunk: int = 1 << 22) -> str:
-    """The md5 DVC records for a file: the md5 of its raw bytes."""
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+    """The md5 DVC records for a file: the md5 of its raw bytes (core.io.md5_file)."""
+    return md5_file(path, chunk)
 
 
 def dir_md5(entries: Iterable[tuple[str, str]]) -> str:

@@ -237,11 +237,11 @@ def test_holiday_weeks_shift_amounts_channels_and_categories(all_weeks) -> None:
     assert (legit_h["channel"] == "online").mean() > (legit_n["channel"] == "online").mean() + 0.1
     assert (legit_h["card_age_days"] < 21).mean() > 2 * (legit_n["card_age_days"] < 21).mean()
     # the new fraud pattern: tiny amounts at the new merchants, only in holiday weeks
-    def testing(d: pd.DataFrame) -> pd.Series:
+    def card_testing(d: pd.DataFrame) -> pd.Series:
         return (d.is_fraud == 1) & (d.amount < 5) & d.merchant_category.isin(new)
 
-    assert testing(holiday).sum() >= 0.3 * holiday.is_fraud.sum()
-    assert testing(normal).sum() == 0
+    assert card_testing(holiday).sum() >= 0.3 * holiday.is_fraud.sum()
+    assert card_testing(normal).sum() == 0
 
 
 def _load_benchmark():

@@ -33,7 +33,8 @@ def test_dg_launch_whole_chain_then_dvc_is_clean(small_project: Path) -> None:
     batches = sorted(p.stem for p in (small_project / "data/landing").glob("*.parquet"))
     run(["dg", "launch", "--assets", "raw_snapshots", "--partition-range",
          f"{batches[0]}...{batches[-1]}"], small_project, env)
-    run(["dg", "launch", "--assets", "validated_dataset,feature_table,training_set,holdout_set,model,evaluation,drift_report"], small_project, env)
+    chain = "validated_dataset,feature_table,training_set,holdout_set,model,evaluation,drift_report"
+    run(["dg", "launch", "--assets", chain], small_project, env)
     for rel in ("data/model/model.skops", "data/reports/drift.html", "data/reports/evaluation.json"):
         assert (small_project / rel).exists(), rel
     assert len(list((small_project / "data/snapshots").glob("week_*"))) == len(batches)
