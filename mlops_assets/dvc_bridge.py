@@ -63,3 +63,41 @@ def status(root: Path) -> dict[str, Any]:
 
     with Repo(str(root)) as repo:
         return repo.status()
+
+
+AUDIT_LOG = "registry/audit.log.jsonl"  # core.registry REGISTRY_DIR / AUDIT_LOG
+
+
+def track_audit_log(root: Path, *, locked: bool = False) -> str | None:
+    """`dvc add` the audit log, so its bytes sit in the DVC cache (and remote, with `dvc
+    push`) and `registry/audit.log.jsonl.dvc` pins them in git: the pinned version is the
+    append-only anchor `audit verify` checks the file against. Returns the md5, None when
+    there is no log yet. `locked`: the caller already holds repo_lock."""
+    from dvc.repo import Repo
+
+    path = root / AUDIT_LOG
+    if not path.exists():
+        return None
+    if not locked:
+        with repo_lock(root):
+            return track_audit_log(root, locked=True)
+    with Repo(str(root)) as repo:
+        repo.add(str(path))
+    with open(path.with_name(path.name + ".dvc")) as f:
+        return (yaml.safe_load(f) or {}).get("outs", [{}])[0].get("md5")
+
+
+def record_audit(root: Path, event: dict[str, Any], *, track: bool = True,
+                 locked: bool = False) -> dict[str, Any]:
+    """Append one event (stamped with the time) to the hash-chained audit log and, with
+    `track`, pin the new version in DVC."""
+    import datetime as dt
+
+    from mlops_assets.core.audit import append_event
+
+    entry = append_event(root / AUDIT_LOG, {
+        "at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        **event})
+    if track:
+        track_audit_log(root, locked=locked)
+    return entry

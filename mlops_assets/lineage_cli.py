@@ -334,7 +334,6 @@ def run_audit_verify(args: argparse.Namespace) -> int:
         for p in problems:
             print(f"  {p}")
     else:
-        anchor = (f"; append-only against the version committed in {res['committed_in'][:10]}"
-                  if res.get("committed_in") else "")
+        anchor = f"; append-only against {res['anchors']}" if res.get("anchors") else ""
         print(f"{path}: the hash chain holds ({n} entries{anchor})")
     return EXIT_MISMATCH if problems else EXIT_OK

@@ -151,8 +151,9 @@ def _log(args: argparse.Namespace) -> int:
 
 def _track(args: argparse.Namespace) -> int:
     """`dvc add registry/models`: the immutable model copies go to the DVC cache (and
-    remote, with `dvc push`); registry/models.dvc pins them in git beside registry.json,
-    production.json and the audit log, which git tracks directly."""
+    remote, with `dvc push`); registry/models.dvc pins them in git beside registry.json and
+    production.json. The audit log is DVC-tracked too (registry/audit.log.jsonl.dvc; every
+    registry command and Dagster run that appends to it re-pins it)."""
     from dvc.repo import Repo
 
     from mlops_assets.dvc_bridge import repo_lock
@@ -164,20 +165,34 @@ def _track(args: argparse.Namespace) -> int:
         return 2
     with repo_lock(root), Repo(str(root)) as repo:
         repo.add(str(models))
+    _track_log(root)
     dvcfile = models.with_suffix(".dvc")
-    print(f"tracked {models.relative_to(root)} with DVC -> {dvcfile.relative_to(root)}; commit "
-          "it with the registry/*.json files and audit.log.jsonl, then `dvc push`")
+    print(f"tracked {models.relative_to(root)} and the audit log with DVC -> "
+          f"{dvcfile.relative_to(root)}, registry/audit.log.jsonl.dvc; commit them with the "
+          "registry/*.json files, then `dvc push`")
     return 0
 
 
-def _guarded(func: Any) -> Any:
+def _guarded(func: Any, mutating: bool = False) -> Any:
+    """Clear errors (exit 2) instead of tracebacks; after a command that writes the audit
+    log (refusals are logged too), pin the log's new version with DVC."""
     def run(args: argparse.Namespace) -> int:
         try:
             return func(args)
         except (RegistryError, DataError) as e:
             print(f"registry: {e}", file=sys.stderr)
             return 2
+        finally:
+            if mutating:
+                _track_log(_root(args))
     return run
+
+
+def _track_log(root: Path) -> None:
+    from mlops_assets.dvc_bridge import track_audit_log
+
+    if (root / ".dvc").is_dir():
+        track_audit_log(root)
 
 
 def add_registry_parsers(sub: Any) -> argparse.ArgumentParser:
@@ -199,24 +214,24 @@ def add_registry_parsers(sub: Any) -> argparse.ArgumentParser:
     q.add_argument("--evaluation")
     q.add_argument("--by")
     q.add_argument("--reason")
-    q.set_defaults(func=_guarded(_register))
+    q.set_defaults(func=_guarded(_register, mutating=True))
     q = rs.add_parser("promote", help="move a version to a stage")
     q.add_argument("version")
     q.add_argument("--to", required=True, choices=list(STAGES))
     q.add_argument("--by")
     q.add_argument("--reason")
-    q.set_defaults(func=_guarded(_promote))
+    q.set_defaults(func=_guarded(_promote, mutating=True))
     for name, fn in (("approve", _approve), ("reject", _reject)):
         q = rs.add_parser(name, help=f"{name} a version (a person's sign-off)")
         q.add_argument("version")
         q.add_argument("--by", required=True)
         q.add_argument("--reason", required=True)
-        q.set_defaults(func=_guarded(fn))
+        q.set_defaults(func=_guarded(fn, mutating=True))
     q = rs.add_parser("rollback", help="bring back the previous production version")
     q.add_argument("--by")
     q.add_argument("--reason")
-    q.set_defaults(func=_guarded(_rollback))
-    q = rs.add_parser("track", help="dvc add registry/models (pin the model copies with DVC)")
+    q.set_defaults(func=_guarded(_rollback, mutating=True))
+    q = rs.add_parser("track", help="dvc add registry/models and the audit log (pin them with DVC)")
     q.set_defaults(func=_guarded(_track))
     q = rs.add_parser("log", help="the registry events of the audit log")
     q.add_argument("--json", action="store_true")

@@ -1480,8 +1480,9 @@ def _check_registry(lineage: dict[str, Any], chain: Chain) -> list[Check]:
 
 def verify_audit_log(root: Path, path: Path | None = None) -> dict[str, Any]:
     """The audit log's hash chain (core.audit.verify_chain), with the altered entry named,
-    plus the append-only check the chain alone cannot make: the version committed to git
-    (the log is git/DVC tracked) must be a byte prefix of the working file, so an edit of
+    plus the append-only check the chain alone cannot make: every pinned version (committed
+    to git, or pinned by DVC in registry/audit.log.jsonl.dvc, whose bytes the DVC cache
+    keeps) must be a byte prefix of the working file, so a rewritten chain, an edit of
     the last committed entry, or a truncation, is caught too. (An uncommitted last entry
     has nothing after it to chain to: edits to it are only caught once it is committed or
     followed by another entry.)"""
@@ -1522,20 +1523,62 @@ def verify_audit_log(root: Path, path: Path | None = None) -> dict[str, Any]:
     rel = path_txt = _rel(root, path)
     commit = (git(root, "log", "-1", "--format=%H", "--", rel) or "").strip()
     committed = git(root, "show", f"{commit}:{rel}", binary=True) if commit else None
-    if committed is not None and not raw.startswith(committed):
-        old_lines = committed.split(b"\n")
-        k = next((i for i, (a, b) in enumerate(zip(old_lines, lines, strict=False)) if a != b),
-                 min(len(old_lines), len(lines)) - 1)
-        if len(raw) < len(committed) and committed.startswith(raw):
-            n_old, n_new = committed.count(b"\n"), raw.count(b"\n")
-            problems.append(f"{path_txt}: truncated: the version committed in {commit[:10]} has "
-                            f"{n_old} entries, the file {n_new} (the log is append-only)")
-        else:
-            problems.append(f"{path_txt}: line {k + 1} differs from the version committed in "
-                            f"{commit[:10]}: an entry already committed was edited (the log is "
-                            "append-only)")
+    if committed is not None:
+        problems += _prefix_problems(path_txt, raw, committed, f"the version committed in {commit[:10]}")
+    dvc_md5 = None
+    for label, md5 in _dvc_pinned_versions(root, rel):
+        pinned = _dvc_cache_file(root, md5)
+        if pinned is None:
+            problems.append(f"{path_txt}: {label} pins md5 {md5}, but the DVC cache does not hold "
+                            "those bytes (run `dvc pull`)")
+            continue
+        dvc_md5 = dvc_md5 or md5
+        problems += _prefix_problems(path_txt, raw, pinned.read_bytes(), f"{label} (md5 {md5[:12]})")
+    anchors = ([f"the version committed in {commit[:10]}"] if committed is not None else []) \
+        + ([f"the DVC-tracked version {dvc_md5[:12]}"] if dvc_md5 else [])
     return {"path": str(path), "exists": True, "entries": len(complete), "ok": not problems,
-            "problems": problems, "committed_in": commit or None}
+            "problems": list(dict.fromkeys(problems)), "committed_in": commit or None,
+            "dvc_md5": dvc_md5, "anchors": " and ".join(anchors)}
+
+
+def _prefix_problems(path_txt: str, raw: bytes, anchor: bytes, what: str) -> list[str]:
+    """The log is append-only: every pinned version of it must be a byte prefix of the file."""
+    if raw.startswith(anchor):
+        return []
+    if len(raw) < len(anchor) and anchor.startswith(raw):
+        n_old, n_new = anchor.count(b"\n"), raw.count(b"\n")
+        return [f"{path_txt}: truncated: {what} has {n_old} entries, the file {n_new} "
+                "(the log is append-only)"]
+    old_lines, lines = anchor.split(b"\n"), raw.split(b"\n")
+    k = next((i for i, (a, b) in enumerate(zip(old_lines, lines, strict=False)) if a != b),
+             min(len(old_lines), len(lines)) - 1)
+    return [f"{path_txt}: line {k + 1} differs from {what}: an entry already pinned was edited "
+            "(the log is append-only)"]
+
+
+def _dvc_pinned_versions(root: Path, rel: str) -> list[tuple[str, str]]:
+    """(label, md5) of the log's `.dvc` pointer in the working tree and as last committed."""
+    out: list[tuple[str, str]] = []
+    pointer = rel + ".dvc"
+    texts = [("the DVC-tracked version (" + pointer + ")",
+              (root / pointer).read_text() if (root / pointer).exists() else None)]
+    commit = (git(root, "log", "-1", "--format=%H", "--", pointer) or "").strip()
+    if commit:
+        texts.append((f"the DVC-tracked version committed in {commit[:10]}",
+                      git(root, "show", f"{commit}:{pointer}")))
+    for label, text in texts:
+        try:
+            md5 = ((yaml.safe_load(text or "") or {}).get("outs") or [{}])[0].get("md5")
+        except (yaml.YAMLError, AttributeError, IndexError):
+            md5 = None
+        if md5 and md5 not in {m for _, m in out}:
+            out.append((label, md5))
+    return out
+
+
+def _dvc_cache_file(root: Path, md5: str) -> Path | None:
+    p = root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    return p if p.is_file() else None
 
 
 def _check_audit_log(root: Path) -> list[Check]:
@@ -1545,8 +1588,7 @@ def _check_audit_log(root: Path) -> list[Check]:
     if res["problems"]:
         return [Check(AUDIT_LOG, "audit", MISMATCHED, f"audit log {AUDIT_LOG}: {p}")
                 for p in res["problems"]]
-    anchor = (f", append-only against the version committed in {res['committed_in'][:10]}"
-              if res.get("committed_in") else "")
+    anchor = f", append-only against {res['anchors']}" if res.get("anchors") else ""
     return [Check(AUDIT_LOG, "audit", VERIFIED, f"audit log {AUDIT_LOG}: the hash chain holds "
                                                 f"({res['entries']} entries{anchor})")]
 

@@ -12,7 +12,7 @@ import dagster as dg
 
 from mlops_assets import stages as st
 from mlops_assets.defs.metadata import CHECKS, asset_metadata, check_results
-from mlops_assets.dvc_bridge import commit_stage, lock_outs, repo_lock
+from mlops_assets.dvc_bridge import commit_stage, lock_outs, record_audit, repo_lock
 from mlops_assets.pipeline import (
     ASSET_GROUPS,
     STAGE_ASSETS,
@@ -85,10 +85,13 @@ def _run(context: dg.AssetExecutionContext, stage: str,
             failed = _failure_results(context, stage, exc)
             if failed is None:
                 raise
+            record_audit(root, _validation_failure_event(context, exc), locked=True)
             yield from failed
             return
         commit_stage(root, stage)
         outs = lock_outs(root, stage)
+        if stage == "drift":
+            record_audit(root, _drift_event(context, result, outs), locked=True)
     if stage == "landing":
         _register_batches(context, result)
     owned = asset_outs(root)
@@ -120,6 +123,31 @@ def _failure_results(context: dg.AssetExecutionContext, stage: str,
 
     context.log.error(str(exc))
     return [validation_failure_check(report, str(exc))]
+
+
+def _drift_event(context: dg.AssetExecutionContext, result: st.StageResult,
+                 outs: dict[str, str]) -> dict[str, Any]:
+    """Every drift result, negative ones too, goes to the audit log: "nothing drifted on
+    batch X against model Y" is evidence an auditor needs as much as an alarm."""
+    rep = result.metadata["report"]
+    lineage = rep.get("lineage", {})
+    drifted = [f if isinstance(f, str) else f.get("name")
+               for f in (rep.get("drifted_features") or [])]
+    return {"kind": "drift", "action": "drift_result", "by": "dagster",
+            "run_id": context.run.run_id, "severity": rep.get("severity"),
+            "drift_share": rep.get("drift_share"), "drifted_features": drifted[:20],
+            "batch": lineage.get("current_batch"), "window": lineage.get("current_window"),
+            "model_version": lineage.get("model_version") or lineage.get("model_md5"),
+            "report_md5": outs.get(st.DRIFT_JSON),
+            "reason": f"drift report: severity {rep.get('severity')}"}
+
+
+def _validation_failure_event(context: dg.AssetExecutionContext, exc: Exception) -> dict[str, Any]:
+    rep = exc.report.to_dict()  # type: ignore[attr-defined]
+    return {"kind": "validation", "action": "validation_failed", "by": "dagster",
+            "run_id": context.run.run_id, "failure_counts": rep.get("failure_counts", {}),
+            "schema_drift": rep.get("schema_drift", {}),
+            "examples": rep.get("errors", [])[:5], "reason": str(exc).splitlines()[0][:500]}
 
 
 def _register_batches(context: dg.AssetExecutionContext, result: st.StageResult) -> None:

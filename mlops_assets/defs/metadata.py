@@ -96,6 +96,10 @@ def asset_metadata(key: str, result: StageResult, root: Path) -> dict[str, Any]:
         out["feature_definitions_hash"] = r.get("feature_definitions_hash", "")
         out["record"] = _path(root, "data/model/model.json")
         out["record_json"] = dg.MetadataValue.json(r)
+        if r.get("model_md5"):  # the link to its lineage record (mlops-assets lineage VERSION)
+            from mlops_assets.lineage_cli import model_lineage_metadata
+
+            out.update(model_lineage_metadata(root, r["model_md5"]))
     elif key == "evaluation":
         ev = m["evaluation"]
         cand = ev.get("candidate", {})

@@ -11,7 +11,7 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.core.registry import PRODUCTION, Registry, RegistryError
-from mlops_assets.dvc_bridge import repo_lock
+from mlops_assets.dvc_bridge import repo_lock, track_audit_log
 from mlops_assets.pipeline import project_root
 from mlops_assets.stages import EVALUATION, MODEL, MODEL_RECORD
 
@@ -90,6 +90,7 @@ def model_candidate(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         meta["waiting_for"] = refusal
     context.log.info(f"registered {v} ({meta['stage']})"
                      + (f"; to reach production: {refusal}" if refusal else ""))
+    track_audit_log(project_root())  # registry events are in the log: pin it with DVC
     return dg.MaterializeResult(data_version=dg.DataVersion(v), metadata=meta)
 
 
@@ -112,6 +113,13 @@ def model_candidate(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
                 "approval as run config `approved_by` and `reason`.",
 )
 def production_model(context: dg.AssetExecutionContext, config: PromotionConfig):
+    try:
+        yield from _promote(context, config)
+    finally:  # approvals, promotions and refusals are all in the log: pin it with DVC
+        track_audit_log(project_root())
+
+
+def _promote(context: dg.AssetExecutionContext, config: PromotionConfig):
     reg = Registry(project_root())
     try:
         v = reg.resolve(config.version) if config.version else _register_current(context, reg)

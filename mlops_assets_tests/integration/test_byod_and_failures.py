@@ -10,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
+import yaml
 
 from mlops_assets.core.io import md5_file
 from mlops_assets.params_edit import update_params_section
@@ -74,3 +75,13 @@ def test_bad_batch_fails_blocking_check_and_keeps_previous_version(small_project
         assert validated.exists()
         failed = json.loads((root / "data/reports/validation_failed.json").read_text())
         assert failed["passed"] is False
+        # the audit log has the failure (and the earlier, passing drift result), DVC-pinned
+        from mlops_assets.core.audit import read_events
+
+        events = read_events(root / "registry/audit.log.jsonl")
+        fail = [e for e in events if e["action"] == "validation_failed"]
+        assert len(fail) == 1 and "week_2099-01-05" in fail[0]["reason"]
+        assert sum(fail[0]["failure_counts"].values()) == sum(counts.values())
+        assert [e["severity"] for e in events if e["action"] == "drift_result"]
+        pinned = yaml.safe_load((root / "registry/audit.log.jsonl.dvc").read_text())
+        assert pinned["outs"][0]["md5"] == md5_file(root / "registry/audit.log.jsonl")

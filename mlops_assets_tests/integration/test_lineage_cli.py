@@ -283,6 +283,57 @@ def test_an_edited_audit_log_entry(project: Path, capsys) -> None:
     assert code == 1 and "BROKEN" in out
 
 
+def test_a_consistently_rewritten_audit_log(project: Path, capsys) -> None:
+    """Edit an entry AND re-chain every hash after it: the chain holds, but the version DVC
+    pinned (registry/audit.log.jsonl.dvc, bytes in the DVC cache) is no longer a prefix."""
+    log = project / "registry/audit.log.jsonl"
+    lines = log.read_text().splitlines()
+    i = next(i for i, ln in enumerate(lines) if '"action":"approve"' in ln)
+    prev = hashlib.sha256(lines[i - 1].encode()).hexdigest() if i else "0" * 64
+    for k in range(i, len(lines)):
+        entry = json.loads(lines[k])
+        if k == i:
+            entry["reason"] = "rubber-stamped"
+        entry["prev_hash"] = prev
+        lines[k] = json.dumps(entry, sort_keys=True, separators=(",", ":"))
+        prev = hashlib.sha256(lines[k].encode()).hexdigest()
+    log.chmod(0o644)
+    log.write_text("\n".join(lines) + "\n")
+    from mlops_assets.core.audit import verify_chain
+
+    assert verify_chain(log) == []  # the forgery is internally consistent
+    code, out = cli(capsys, "audit", "verify")
+    assert code == 1, out
+    assert f"line {i + 1} differs from the DVC-tracked version" in out
+
+
+def test_every_drift_result_is_in_the_dvc_tracked_audit_log(project: Path, capsys) -> None:
+    """Negative drift results too; the log's md5 is what DVC pinned after the last change."""
+    code, out = cli(capsys, "audit", "log", "--json")
+    events = json.loads(out)
+    drift = [e for e in events if e["action"] == "drift_result"]
+    assert drift and all(e["severity"] in ("none", "moderate", "significant") for e in drift)
+    assert drift[-1]["report_md5"] == lock_out(project, "drift", "data/reports/drift.json")
+    assert drift[-1]["model_version"] == md5(project / "data/model/model.skops")
+    log = project / "registry/audit.log.jsonl"
+    pinned = yaml.safe_load((project / "registry/audit.log.jsonl.dvc").read_text())
+    assert pinned["outs"][0]["md5"] == md5(log)
+    assert "/audit.log.jsonl" in (project / "registry/.gitignore").read_text().split()
+    code, out = cli(capsys, "audit", "verify")
+    assert code == 0 and "the DVC-tracked version" in out, out
+
+
+def test_the_model_asset_links_to_its_lineage_record(project: Path) -> None:
+    import dagster as dg
+
+    v = md5(project / "data/model/model.skops")
+    with dg.DagsterInstance.get() as instance:
+        mat = instance.get_latest_materialization_event(dg.AssetKey("model")).asset_materialization
+    assert mat.metadata["lineage_verify"].value == f"mlops-assets lineage {v} --verify"
+    record = json.loads(Path(mat.metadata["lineage_record"].value).read_text())
+    assert record["version"] == v
+
+
 def test_a_deleted_artifact(project: Path, capsys) -> None:
     rel = "data/validated/dataset.parquet"
     want = md5(project / rel)
@@ -321,7 +372,7 @@ def test_audit_log_filters(project: Path, capsys) -> None:
     events = json.loads(out)
     assert len(events) >= 3 and [e["seq"] for e in events] == list(range(len(events)))
     code, out = cli(capsys, "audit", "log", "--model", v[:8], "--json")
-    assert {e["version"] for e in json.loads(out)} == {v}
+    assert {e.get("version") or e.get("model_version") for e in json.loads(out)} == {v}
     code, out = cli(capsys, "audit", "log", "--since", "2999-01-01", "--json")
     assert json.loads(out) == []
     code, out = cli(capsys, "audit", "log", "--type", "approve")
