@@ -96,11 +96,7 @@ def latency(timeout: float = 600) -> dict:
 
     from mlops_assets.core.generate import FraudScenario, generate_week
     from mlops_assets.core.io import write_parquet_atomic
-    from mlops_assets_tests.integration.servers import (
-        start_daemon,
-        start_webserver,
-        wait_daemon_healthy,
-    )
+    from mlops_assets.processes import start_daemon, start_webserver, wait_daemon_healthy
 
     with tempfile.TemporaryDirectory() as d:
         root = _workspace(Path(d), {"sample_data": {"rows_per_week": 2500, "weeks": 11}})

@@ -1,16 +1,23 @@
 """Model-service benchmark: `mlops-assets serve` against a minimal FastAPI endpoint.
 
-Contenders, each a uvicorn subprocess on a loopback port, same model:
-  service  the real service: contract validation, build_features, score, metrics and the
+Contenders, each a uvicorn subprocess on a loopback port, same model, one OpenMP thread:
+  service  the real service: contract validation, features, scoring, metrics and the
            inference log (Parquet segments);
   minimal  a bare FastAPI endpoint: JSON -> DataFrame -> build_features -> predict_proba;
            no validation, no logging, no metrics.
-Load generator: a bounded Python client (asyncio + httpx, at most --concurrency requests in
-flight) on the same host, so it competes with the server for the cores; latency is measured
-from each request's SCHEDULED send time (open loop: a slow server cannot slow the client
-down and hide its queueing).
+Load generator: a small asyncio HTTP/1.1 keep-alive client on uvloop (about 30 us of client
+CPU per request, so the client does not eat the core the server needs; `wrk` is used by
+nobody here). It shares the host's cores with the server.
+  open loop    requests scheduled at --rate per second for --seconds, at most --concurrency
+               in flight; latency counts from each request's SCHEDULED send time, so a slow
+               server cannot slow the client down and hide its queueing;
+  closed loop  --max-conns connections back to back: the maximum sustained throughput;
+  batches      1,000-row requests on --batch-conns connections: rows/s.
+In-process, the same records are timed through bare `pipeline.predict_proba` and through the
+service's whole request handling (Service.predict: validation, features, scoring, metrics,
+log append), which gives the overhead ratio.
 
-    python benchmarks/serve_bench.py [--root TRAINED_PROJECT] [--rate 200] [--seconds 10]
+    python benchmarks/serve_bench.py [--root TRAINED_PROJECT] [--rate 200] [--seconds 15]
 
 Without --root a small project copy is trained first (tests' helpers). Prints a table.
 """
@@ -20,14 +27,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-import httpx
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
@@ -61,20 +67,151 @@ async def health():
 '''
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+# ----------------------------------------------------------------------------- client
+
+class Conn:
+    """One keep-alive HTTP/1.1 connection (requests one at a time, no pipelining)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> Conn:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        return self
+
+    async def post(self, path: str, body: bytes) -> int:
+        assert self.reader is not None and self.writer is not None
+        self.writer.write(b"POST %s HTTP/1.1\r\nhost: %s\r\ncontent-type: application/json\r\n"
+                          b"content-length: %d\r\n\r\n%s" % (path.encode(), self.host.encode(),
+                                                           len(body), body))
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+                break
+        await self.reader.readexactly(length)
+        return status
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
 
 
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+async def open_loop(host: str, port: int, payloads: list[bytes], rate: float,
+                    concurrency: int) -> tuple[np.ndarray, int, float]:
+    """(latencies s from the scheduled time, errors, seconds) at `rate` req/s."""
+    conns = asyncio.Queue()
+    for _ in range(concurrency):
+        conns.put_nowait(await Conn(host, port).open())
+    lat = np.zeros(len(payloads))
+    errors = 0
+    t0 = time.perf_counter() + 0.05
+
+    async def one(i: int, body: bytes) -> None:
+        nonlocal errors
+        c = await conns.get()
+        try:
+            if await c.post("/predict", body) != 200:
+                errors += 1
+        except (OSError, asyncio.IncompleteReadError):
+            errors += 1
+            c = await Conn(host, port).open()
+        lat[i] = time.perf_counter() - (t0 + i / rate)
+        conns.put_nowait(c)
+
+    tasks = []
+    for i, body in enumerate(payloads):
+        delay = t0 + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(one(i, body)))
+    await asyncio.gather(*tasks)
+    took = time.perf_counter() - t0
+    while not conns.empty():
+        conns.get_nowait().close()
+    return lat, errors, took
+
+
+async def closed_loop(host: str, port: int, payloads: list[bytes], conns: int,
+                      seconds: float = 1e9) -> tuple[int, int, float, np.ndarray]:
+    """(ok, errors, seconds, latencies) with `conns` connections sending back to back,
+    until the payloads run out or `seconds` have passed."""
+    it = iter(enumerate(payloads))
+    lat = np.full(len(payloads), np.nan)
+    ok = errors = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal ok, errors
+        c = await Conn(host, port).open()
+        for i, body in it:
+            if time.perf_counter() > deadline:
+                break
+            t = time.perf_counter()
+            if await c.post("/predict", body) == 200:
+                ok += 1
+            else:
+                errors += 1
+            lat[i] = time.perf_counter() - t
+        c.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*[worker() for _ in range(conns)])
+    return ok, errors, time.perf_counter() - t0, lat[~np.isnan(lat)]
+
+
+def run(coro: Any) -> Any:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        return asyncio.run(coro)
+
+
+# ----------------------------------------------------------------------------- servers
+
+def tree(pid: int) -> list[int]:
+    """The process and its descendants (uvicorn --workers children)."""
+    out = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        kids = (task / "children").read_text().split()
+        for k in kids:
+            out += tree(int(k))
+    return out
+
+
+def proc_status(pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM summed over the process tree (MB)."""
+    out = {"VmRSS": 0.0, "VmHWM": 0.0}
+    for p in tree(pid):
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                out[line.split(":")[0]] += int(line.split()[1]) / 1024
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    total = 0
+    for p in tree(pid):
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    import httpx
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"server exited {proc.returncode}")
         try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -82,12 +219,13 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
     raise SystemExit("server not ready")
 
 
-def start(kind: str, root: Path, port: int, workdir: Path) -> subprocess.Popen:
+def start(kind: str, root: Path, port: int, workdir: Path, extra: list[str]
+          ) -> subprocess.Popen:
     env = dict(os.environ, MLOPS_ASSETS_ROOT=str(root), PYTHONUNBUFFERED="1")
-    log = open(workdir / f"{kind}.log", "wb")
+    log = open(workdir / f"{kind}{'-'.join(extra)}.log", "wb")
     if kind == "service":
         cmd = [str(Path(sys.executable).parent / "mlops-assets"), "serve", "--root", str(root),
-               "--port", str(port)]
+               "--port", str(port), *extra]
     else:
         app = workdir / "minimal_app.py"
         app.write_text(MINIMAL_APP)
@@ -99,94 +237,87 @@ def start(kind: str, root: Path, port: int, workdir: Path) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-async def open_loop(url: str, payloads: list[bytes], rate: float, concurrency: int
-                    ) -> tuple[list[float], int, float]:
-    """Send payloads at `rate`/s (scheduled), at most `concurrency` in flight."""
-    lat: list[float] = []
-    errors = 0
-    sem = asyncio.Semaphore(concurrency)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
-        t0 = time.perf_counter()
+# ----------------------------------------------------------------------------- in-process
 
-        async def one(i: int, body: bytes) -> None:
-            nonlocal errors
-            scheduled = t0 + i / rate
-            async with sem:
-                try:
-                    r = await client.post("/predict", content=body,
-                                          headers={"content-type": "application/json"})
-                    ok = r.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-            lat.append(time.perf_counter() - scheduled)
-            if not ok:
-                errors += 1
-
-        tasks = []
-        for i, body in enumerate(payloads):
-            delay = t0 + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i, body)))
-        await asyncio.gather(*tasks)
-        took = time.perf_counter() - t0
-    return lat, errors, took
-
-
-async def closed_loop(url: str, payloads: list[bytes], concurrency: int) -> tuple[int, float]:
-    done = 0
-    it = iter(payloads)
-    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-        async def worker() -> None:
-            nonlocal done
-            for body in it:
-                r = await client.post("/predict", content=body,
-                                      headers={"content-type": "application/json"})
-                if r.status_code == 200:
-                    done += 1
-        t0 = time.perf_counter()
-        await asyncio.gather(*[worker() for _ in range(concurrency)])
-        return done, time.perf_counter() - t0
-
-
-def bare_predict(root: Path, records: list[dict], reps: int = 200) -> dict[str, float]:
-    """In-process times of build_features+predict_proba and of predict_proba alone."""
+def in_process(root: Path, records: list[dict], workdir: Path) -> dict[str, float]:
+    """Per-call times (s): bare pipeline.predict_proba, and the service's whole handling
+    (Service.predict) with its validation+features+log parts, for 1 and 1000 records."""
     import pandas as pd
     from threadpoolctl import threadpool_limits
 
     from mlops_assets.core.contract import load_contract
     from mlops_assets.core.features import build_features
-    from mlops_assets.core.train import feature_matrix, load_model
+    from mlops_assets.core.train import feature_matrix
+    from mlops_assets.serve.app import ServeConfig, Service
+    from mlops_assets.serve.model_holder import ModelHolder, load_pinned
     from mlops_assets.serve.validation import records_to_frame
 
     threadpool_limits(1, user_api="openmp")
     contract = load_contract(root / "mlops_assets/contracts/fraud.yaml")
-    model = load_model(root / "data/model/model.skops")
-    out = {}
-    for n in (1, 1000):
-        frame = records_to_frame(records[:n], contract)
-        X = feature_matrix(build_features(frame, contract), contract)
-        k = reps if n == 1 else 20
-        model.predict_proba(X)
+    model = load_pinned(root, contract, root / "data/model/model.skops", None, None,
+                        source="file")
+    svc = Service(workdir / "inproc", contract, ModelHolder(model),
+                  ServeConfig(watch=False, log_dir="log", log_max_records=10 ** 9,
+                              log_max_seconds=1e9))
+    svc.start()
+
+    def per_call(f: Any, k: int) -> float:
+        f()
         t = time.perf_counter()
         for _ in range(k):
-            model.predict_proba(X)
-        out[f"predict_proba_{n}"] = (time.perf_counter() - t) / k
+            f()
+        return (time.perf_counter() - t) / k
+
+    def measure(n: int, recs: list[dict], k: int) -> None:
+        body = recs[0] if n == 1 else {"records": recs}
+        X = feature_matrix(build_features(records_to_frame(recs, contract), contract),
+                           contract)
+        out[f"bare_{n}"] = per_call(lambda: model.pipeline.predict_proba(X), k)
+        out[f"bare_features_{n}"] = per_call(
+            lambda: model.pipeline.predict_proba(feature_matrix(
+                build_features(pd.DataFrame(recs), contract), contract)), k)
+        out[f"service_{n}"] = per_call(lambda: svc.predict(body), k)
+        cols = svc.fast_columns.columns(recs)
+        out[f"validate_{n}"] = per_call(lambda: svc.fast_columns.columns(recs), k)
+        feats, scores = model.fast.score_columns(cols)
+        out[f"score_{n}"] = per_call(lambda: model.fast.score_columns(cols), k)
+        out[f"log_{n}"] = per_call(lambda: svc.log.append(svc._log_columns(
+            cols, feats, scores, scores >= 0.5, model, "production",
+            np.datetime64(time.time_ns(), "ns"), "x")), k)
+        # the writer thread's share: segments of ~5,000 records (the default size)
+        svc.log.flush()
+        reps = max(1, 5000 // n)
+        for _ in range(reps):
+            svc.predict(body)
         t = time.perf_counter()
-        for _ in range(k):
-            build_features(pd.DataFrame(records[:n]), contract)
-        out[f"features_{n}"] = (time.perf_counter() - t) / k
+        svc.log.flush()
+        out[f"log_write_{n}"] = (time.perf_counter() - t) / reps
+
+    out: dict[str, float] = {}
+    try:
+        measure(1, records[:1], 500)
+        measure(1000, records[:1000], 20)
+    finally:
+        svc.stop()
     return out
 
+
+# ----------------------------------------------------------------------------- main
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", type=Path)
     ap.add_argument("--rate", type=float, default=200)
-    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--seconds", type=float, default=15)
     ap.add_argument("--concurrency", type=int, default=64)
-    ap.add_argument("--batches", type=int, default=30)
+    ap.add_argument("--max-conns", type=int, default=16)
+    ap.add_argument("--max-requests", type=int, default=10000)
+    ap.add_argument("--max-seconds", type=float, default=10,
+                    help="time bound of each closed-loop phase")
+    ap.add_argument("--batches", type=int, default=300)
+    ap.add_argument("--batch-conns", type=int, default=4)
+    ap.add_argument("--variants", default="service,service --workers 2,minimal",
+                    help="comma-separated: 'minimal', or 'service' plus serve flags")
     args = ap.parse_args()
     import orjson
 
@@ -198,53 +329,85 @@ def main() -> None:
     singles = [orjson.dumps(r) for r in records]
     n_single = int(args.rate * args.seconds)
     single_payloads = [singles[i % len(singles)] for i in range(n_single)]
+    max_payloads = [singles[i % len(singles)] for i in range(args.max_requests)]
     batch_payloads = [orjson.dumps({"records": records[(i % 3) * 1000:(i % 3 + 1) * 1000]})
                       for i in range(args.batches)]
 
-    bare = bare_predict(root, records)
+    inproc = in_process(root, records, tmp)
     rows = []
-    for kind in ("service", "minimal"):
+    for variant in args.variants.split(","):
+        kind, *extra = variant.split()
         port = free_port()
-        proc = start(kind, root, port, tmp)
-        url = f"http://127.0.0.1:{port}"
+        proc = start(kind, root, port, tmp, extra)
+        print(f"[bench] {variant} ...", file=sys.stderr, flush=True)
         try:
-            wait_ready(url, proc)
-            asyncio.run(closed_loop(url, single_payloads[:200], 4))  # warm
-            lat, errors, took = asyncio.run(open_loop(url, single_payloads, args.rate,
-                                                      args.concurrency))
-            ms = np.array(lat) * 1e3
-            done, t = asyncio.run(closed_loop(url, single_payloads[:3000], 8))
-            bdone, bt = asyncio.run(closed_loop(url, batch_payloads, 2))
-            rows.append({"kind": kind, "p50": float(np.percentile(ms, 50)),
-                         "p99": float(np.percentile(ms, 99)), "achieved": n_single / took,
-                         "errors": errors, "max_rps": done / t,
-                         "batch_rows_s": bdone * 1000 / bt, "rss": rss_mb(proc.pid),
-                         "single_mean": statistics.mean(lat)})
+            wait_ready(port, proc)
+            run(closed_loop("127.0.0.1", port, single_payloads[:500], 4))  # warm
+            idle_rss = proc_status(proc.pid)["VmRSS"]
+            cpu0 = cpu_seconds(proc.pid)
+            lat, errors, took = run(open_loop("127.0.0.1", port, single_payloads, args.rate,
+                                              args.concurrency))
+            cpu_open = cpu_seconds(proc.pid) - cpu0
+            ms = lat * 1e3
+            ok, merr, t, mlat = run(closed_loop("127.0.0.1", port, max_payloads,
+                                                args.max_conns, args.max_seconds))
+            cpu_b = cpu_seconds(proc.pid)
+            bok, berr, bt, blat = run(closed_loop("127.0.0.1", port, batch_payloads,
+                                                  args.batch_conns, args.max_seconds))
+            cpu_b = cpu_seconds(proc.pid) - cpu_b
+            st = proc_status(proc.pid)
+            rows.append({"kind": variant, "p50": float(np.percentile(ms, 50)),
+                         "p99": float(np.percentile(ms, 99)), "max_ms": float(ms.max()),
+                         "achieved": n_single / took, "errors": errors + merr + berr,
+                         "max_rps": ok / t, "max_p99": float(np.percentile(mlat, 99) * 1e3),
+                         "batch_rows_s": bok * 1000 / bt,
+                         "batch_p50": float(np.percentile(blat, 50) * 1e3),
+                         "rss_idle": idle_rss, "rss": st["VmRSS"], "hwm": st["VmHWM"],
+                         "cpu_ms_per_req": cpu_open / n_single * 1e3,
+                         "batch_rows_cpu_s": bok * 1000 / max(cpu_b, 1e-9)})
         finally:
             proc.terminate()
             proc.wait(30)
 
-    print(f"\nhost: {os.cpu_count()} cores; client and server share them; "
-          f"open loop at {args.rate:.0f} req/s for {args.seconds:.0f}s, single records; "
-          f"batch = {args.batches} requests of 1000 rows, 2 in flight\n")
-    print("| endpoint | p50 ms | p99 ms | achieved req/s | errors | max req/s (8 conns) "
-          "| batch rows/s | RSS MB |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"\nhost: {os.cpu_count()} cores, client and server share them; "
+          f"load average before/after: {BEFORE} / {os.getloadavg()}")
+    print(f"open loop {args.rate:.0f} req/s for {args.seconds:.0f} s (single records, "
+          f"<= {args.concurrency} in flight); max = closed loop, {args.max_conns} connections, "
+          f"<= {args.max_requests} requests; batch = <= {args.batches} x 1000-row requests, "
+          f"{args.batch_conns} connections; closed loops stop after {args.max_seconds:.0f} s\n")
+    print("| endpoint | p50 ms @rate | p99 ms @rate | max ms @rate | achieved req/s | "
+          "server CPU ms/req @rate | max req/s | p99 ms @max | batch rows/s | "
+          "batch rows per server CPU-s | batch p50 ms | RSS MB idle/after/peak | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['kind']} | {r['p50']:.1f} | {r['p99']:.1f} | {r['achieved']:.0f} | "
-              f"{r['errors']} | {r['max_rps']:.0f} | {r['batch_rows_s']:,.0f} | "
-              f"{r['rss']:.0f} |")
-    svc = rows[0]
-    print(f"\nin-process, 1 OpenMP thread: predict_proba 1 row {bare['predict_proba_1']*1e3:.2f}"
-          f" ms, build_features 1 row {bare['features_1']*1e3:.2f} ms; 1000 rows: "
-          f"predict_proba {bare['predict_proba_1000']*1e3:.1f} ms, build_features "
-          f"{bare['features_1000']*1e3:.1f} ms")
-    print(f"overhead ratio (service p50 single / bare predict_proba 1 row): "
-          f"{svc['p50'] / (bare['predict_proba_1'] * 1e3):.1f}x; service batch time per 1000 "
-          f"rows / bare predict_proba: "
-          f"{(1000 / svc['batch_rows_s']) / bare['predict_proba_1000']:.1f}x; "
-          f"service vs minimal p50: {svc['p50'] / rows[1]['p50']:.2f}x")
+        print(f"| {r['kind']} | {r['p50']:.2f} | {r['p99']:.2f} | {r['max_ms']:.1f} | "
+              f"{r['achieved']:.0f} | {r['cpu_ms_per_req']:.2f} | {r['max_rps']:.0f} | "
+              f"{r['max_p99']:.1f} | {r['batch_rows_s']:,.0f} | {r['batch_rows_cpu_s']:,.0f} | "
+              f"{r['batch_p50']:.1f} | "
+              f"{r['rss_idle']:.0f}/{r['rss']:.0f}/{r['hwm']:.0f} | {r['errors']} |")
+    ip = inproc
+    print("\nin-process per call (1 OpenMP thread), ms:")
+    print("| records | bare pipeline.predict_proba | minimal path (DataFrame+build_features+"
+          "predict_proba) | service handling (all) | validation | features+scoring | "
+          "log append | log segment write (writer thread) | service / bare | "
+          "(validation+log append+log write) / bare |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for n in (1, 1000):
+        print(f"| {n} | {ip[f'bare_{n}']*1e3:.3f} | {ip[f'bare_features_{n}']*1e3:.3f} | "
+              f"{ip[f'service_{n}']*1e3:.3f} | {ip[f'validate_{n}']*1e3:.3f} | "
+              f"{ip[f'score_{n}']*1e3:.3f} | {ip[f'log_{n}']*1e3:.3f} | "
+              f"{ip[f'log_write_{n}']*1e3:.3f} | {ip[f'service_{n}'] / ip[f'bare_{n}']:.2f}x | "
+              f"{(ip[f'validate_{n}'] + ip[f'log_{n}'] + ip[f'log_write_{n}']) / ip[f'bare_{n}']:.3f}x |")
+    print()
+    mins = [r for r in rows if r["kind"] == "minimal"]
+    for s in (r for r in rows if mins and r["kind"] != "minimal"):
+        m = mins[0]
+        print(f"{s['kind']} vs minimal endpoint: p50 {s['p50'] / m['p50']:.3f}x, p99 "
+              f"{s['p99'] / m['p99']:.3f}x, max req/s {s['max_rps'] / m['max_rps']:.1f}x, "
+              f"batch rows/s {s['batch_rows_s'] / m['batch_rows_s']:.2f}x")
 
+
+BEFORE = os.getloadavg()
 
 if __name__ == "__main__":
     main()

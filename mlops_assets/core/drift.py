@@ -18,7 +18,9 @@ small batches against noise; effect sizes guard large batches against trivial sh
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,8 @@ REPORT_FORMAT = "mlops_assets.drift.report/1"
 EFFECT_NAMES = {"ks": "ks_d", "psi": "psi", "js": "js_distance",
                 "wasserstein": "wasserstein_norm", "chi2": "cohens_w"}
 TEST_OF = {"ks": "ks", "wasserstein": "ks", "psi": "chi2", "js": "chi2", "chi2": "chi2"}
+COLUMN_MEMORY_BUDGET = 1 << 30  # bytes of column arrays in flight across worker threads
+BYTES_PER_ROW_IN_FLIGHT = 48  # per column: values, sorted copy, reference, read buffers
 
 
 # ------------------------------------------------------------------------ public API
@@ -76,15 +80,18 @@ def write_reference_profile(reference_df: pd.DataFrame, contract: Any, scores: A
 def drift_report(profile: Mapping[str, Any], current_df: pd.DataFrame,
                  current_scores: Any = None, params: Mapping[str, Any] | None = None,
                  lineage: Mapping[str, Any] | None = None,
-                 importance: Mapping[str, float] | None = None) -> dict[str, Any]:
-    """The drift report of a current frame against a reference profile (pure function)."""
+                 importance: Mapping[str, float] | None = None,
+                 workers: int | None = None) -> dict[str, Any]:
+    """The drift report of a current frame against a reference profile (pure function).
+    ``workers``: columns processed at once (default: by CPUs and memory, see ``_workers``);
+    the report is the same whatever the number."""
     if current_df is None or len(current_df) == 0:
         raise DataError("the current batch is empty", expected="at least one row")
     missing = [c for c in profile["features"] if c not in current_df.columns]
     if missing:
         raise DataError(f"current batch lacks feature column(s) {missing}")
     return _report(profile, FrameSource(current_df), current_scores, params, lineage,
-                   importance, stream=False)
+                   importance, stream=False, workers=workers)
 
 
 def compute_drift_from_parquet(profile: Mapping[str, Any], current_path: str | Path,
@@ -92,7 +99,8 @@ def compute_drift_from_parquet(profile: Mapping[str, Any], current_path: str | P
                                params: Mapping[str, Any] | None = None,
                                lineage: Mapping[str, Any] | None = None,
                                importance: Mapping[str, float] | None = None,
-                               stream: bool | None = None) -> dict[str, Any]:
+                               stream: bool | None = None,
+                               workers: int | None = None) -> dict[str, Any]:
     """The same report from a Parquet batch, one column at a time (bounded memory); batches
     with more than ``stream_above_rows`` rows (or ``stream=True``) stream in row batches."""
     src = ParquetSource(current_path)
@@ -106,7 +114,8 @@ def compute_drift_from_parquet(profile: Mapping[str, Any], current_path: str | P
         stream = src.n_rows > int(p["stream_above_rows"])
     if current_scores is None and scores_column:
         current_scores = src.numeric(scores_column) if not stream else scores_column
-    return _report(profile, src, current_scores, params, lineage, importance, stream=stream)
+    return _report(profile, src, current_scores, params, lineage, importance, stream=stream,
+                   workers=workers)
 
 
 def drift_report_from_files(profile_json: str | Path, values_path: str | Path | None,
@@ -159,7 +168,7 @@ def _numeric_stats(prof: Mapping[str, Any], u: np.ndarray, counts: np.ndarray,
     if n2 == 0:
         return out
     if acc is None:
-        cum = np.arange(1, u.size + 1) if counts is None else np.cumsum(counts)
+        cum = None if counts is None else np.cumsum(counts)  # None: no ties
         d = st.ks_statistic(u, cum, s)
         w = st.wasserstein_sorted(u if counts is None else np.repeat(u, counts), s)
     else:
@@ -306,50 +315,33 @@ def _decide(entries: list[dict[str, Any]], p: Mapping[str, Any]) -> None:
 # ------------------------------------------------------------------------ the report
 def _report(profile: Mapping[str, Any], src: Any, current_scores: Any,
             params: Mapping[str, Any] | None, lineage: Mapping[str, Any] | None,
-            importance: Mapping[str, float] | None, stream: bool) -> dict[str, Any]:
+            importance: Mapping[str, float] | None, stream: bool,
+            workers: int | None = None) -> dict[str, Any]:
     p = resolve_params(params)
     feats = profile["features"]
     values = profile["_values"]
     n_rows = src.n_rows
     mv = profile.get("multivariate") or {"available": False}
     mv_cols = list(mv.get("columns", [])) if mv.get("available") and p["multivariate"] else []
-    sample = np.arange(0, n_rows, max(1, math.ceil(n_rows / int(p["mv_max_rows"]))))
+    step = max(1, math.ceil(n_rows / int(p["mv_max_rows"])))
+    sample = np.arange(0, n_rows, step)  # the multivariate rows: every step-th row
     z = np.zeros((sample.size, len(mv_cols)), order="F") if mv_cols else None
     score_is_column = isinstance(current_scores, str)
+    order = list(profile.get("feature_order") or feats)
     if stream:
         per = _stream_pass(profile, src, p, mv_cols, sample, z,
                            current_scores if score_is_column else None)
-    entries = []
-    for name in profile.get("feature_order") or list(feats):
-        prof = feats[name]
-        kind = prof["type"]
-        method = _method_for(kind, p)
-        if kind == "numeric":
-            if stream:
-                acc, bins, hist, n_miss = per[name]
-                u, counts = acc.u, None
-                stats = _numeric_stats(prof, u, counts, None, p, acc, bins, hist)
-            else:
-                x = src.numeric(name)
-                s = st.clean_sorted(x)
-                n_miss = x.size - s.size
-                if name in mv_cols:
-                    j = mv_cols.index(name)
-                    z[:, j] = standardise(x[sample], mv["mean"][j], mv["std"][j])
-                del x
-                u, counts = values[name]
-                stats = _numeric_stats(prof, u, counts, s, p)
-                del s, u, counts
-            entries.append(_entry(name, kind, prof, stats, method, p, n_rows, n_miss))
+        entries = [_streamed_entry(name, feats[name], per[name], p, n_rows) for name in order]
+    else:
+        def one(name: str) -> dict[str, Any]:
+            return _column_entry(profile, src, name, p, n_rows, mv_cols, step, z)
+
+        n_workers = _workers(workers, n_rows, len(order))
+        if n_workers > 1:  # numpy and Arrow release the GIL: columns overlap on the cores
+            with ThreadPoolExecutor(n_workers, thread_name_prefix="drift") as pool:
+                entries = list(pool.map(one, order))  # in feature order: deterministic
         else:
-            if stream:
-                cnt, n_null = per[name]
-            else:
-                cnt, n_null = category_counts(src.categorical(name))
-            unseen: list = []
-            cur_bins = categorical_bins(prof, cnt, n_null, unseen)
-            stats = _categorical_stats(prof, cur_bins, p)
-            entries.append(_entry(name, kind, prof, stats, method, p, n_rows, n_null, unseen))
+            entries = [one(name) for name in order]
     _decide(entries, p)
     n_drifted = sum(e["drifted"] for e in entries)
     share = n_drifted / len(entries) if entries else 0.0
@@ -394,6 +386,74 @@ def _report(profile: Mapping[str, Any], src: Any, current_scores: Any,
     return _round(report)
 
 
+def _workers(requested: int | None, n_rows: int, n_cols: int) -> int:
+    """Columns processed at once: the CPUs available, at most 4, fewer when one column's
+    arrays (its values, their sorted copy, the reference values and Arrow's read buffers,
+    about ``BYTES_PER_ROW_IN_FLIGHT`` per row) would overrun ``COLUMN_MEMORY_BUDGET``.
+    ``MLOPS_ASSETS_DRIFT_THREADS`` overrides; small batches stay on one thread."""
+    if requested is None and os.environ.get("MLOPS_ASSETS_DRIFT_THREADS"):
+        requested = int(os.environ["MLOPS_ASSETS_DRIFT_THREADS"])
+    if requested is not None:
+        return max(1, int(requested))
+    if n_rows < 100_000 or n_cols < 2:
+        return 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    by_memory = COLUMN_MEMORY_BUDGET // max(BYTES_PER_ROW_IN_FLIGHT * n_rows, 1)
+    return int(max(1, min(cpus, 4, n_cols, by_memory)))
+
+
+def _column_entry(profile: Mapping[str, Any], src: Any, name: str, p: Mapping[str, Any],
+                  n_rows: int, mv_cols: list[str], step: int, z: np.ndarray | None) -> dict[str, Any]:
+    """One feature of a column-mode report: read it once, sort it once, every statistic
+    from the sorted arrays; its multivariate column is written into ``z`` in place."""
+    prof = profile["features"][name]
+    kind = prof["type"]
+    method = _method_for(kind, p)
+    if kind == "numeric":
+        x = src.numeric(name)
+        if name in mv_cols:  # before sorting: the sample is every step-th row in file order
+            j = mv_cols.index(name)
+            mv = profile["multivariate"]
+            _standardise_into(z[:, j], x[::step], mv["mean"][j], mv["std"][j])
+        n_total = x.size
+        # a writable array from Parquet is the engine's own copy: sort it in place
+        s = st.clean_sorted(x, overwrite=isinstance(src, ParquetSource))
+        n_miss = n_total - s.size
+        del x
+        u, counts = profile["_values"][name]
+        stats = _numeric_stats(prof, u, counts, s, p)
+        return _entry(name, kind, prof, stats, method, p, n_rows, n_miss)
+    cnt, n_null = category_counts(src.categorical(name))
+    unseen: list = []
+    cur_bins = categorical_bins(prof, cnt, n_null, unseen)
+    stats = _categorical_stats(prof, cur_bins, p)
+    return _entry(name, kind, prof, stats, method, p, n_rows, n_null, unseen)
+
+
+def _streamed_entry(name: str, prof: Mapping[str, Any], rec: list, p: Mapping[str, Any],
+                    n_rows: int) -> dict[str, Any]:
+    kind = prof["type"]
+    method = _method_for(kind, p)
+    if kind == "numeric":
+        acc, bins, hist, n_miss = rec
+        stats = _numeric_stats(prof, acc.u, None, None, p, acc, bins, hist)
+        return _entry(name, kind, prof, stats, method, p, n_rows, n_miss)
+    cnt, n_null = rec
+    unseen: list = []
+    cur_bins = categorical_bins(prof, cnt, n_null, unseen)
+    stats = _categorical_stats(prof, cur_bins, p)
+    return _entry(name, kind, prof, stats, method, p, n_rows, n_null, unseen)
+
+
+def _standardise_into(out: np.ndarray, x: np.ndarray, mean: float, std: float) -> None:
+    """``standardise`` written into a column of the multivariate matrix (same arithmetic,
+    no temporaries)."""
+    np.subtract(x, mean, out=out)
+    np.divide(out, std, out=out)
+    if not np.isfinite(out).all():
+        out[~np.isfinite(out)] = 0.0
+
+
 def _categorical_stats(prof: Mapping[str, Any], cur_bins: np.ndarray,
                        p: Mapping[str, Any]) -> dict[str, Any]:
     ref_bins = categorical_bins(prof, dict(zip(prof["categories"], prof["counts"], strict=False)),
@@ -425,7 +485,7 @@ def _stream_pass(profile, src, p, mv_cols, sample, z, score_column):
     for name in numeric:
         prof = profile["scores"] if name == SCORE else feats[name]
         u, counts = values[name]
-        acc = st.KSAccumulator(u, np.arange(1, u.size + 1) if counts is None else np.cumsum(counts))
+        acc = st.KSAccumulator(u, None if counts is None else np.cumsum(counts))
         per[name] = [acc, np.zeros(len(prof["edges"]) + 1, np.int64),
                      np.zeros(len(prof.get("hist_edges", [])) + 1, np.int64), 0]
         if name == SCORE:

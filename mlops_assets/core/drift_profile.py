@@ -6,15 +6,21 @@ Two files, both deterministic (DVC outputs, pinned with the model):
   PCA of the standardised numeric features (for the multivariate signal), the score
   distribution and the predicted-positive rate at the operating threshold.
 - ``reference_profile.parquet``: the sorted unique values (and their counts when there are
-  ties) of every numeric feature and of the score, one column each, so that a report reads
-  only the current batch and the KS test stays exact.
+  ties) of every numeric feature and of the score, so that a report reads only the current
+  batch and the KS test stays exact. Long layout (``ValuesWriter``): columns ``u`` and ``n``,
+  one contiguous run of row groups per feature, written and read one feature at a time.
 
-Columns are processed one at a time; a Parquet reference is read column by column.
+Columns are processed one at a time; a Parquet reference is read column by column, and a
+large build spills each column's sorted values to disk at once (bounded memory).
 """
 
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
+import threading
+import weakref
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -185,6 +191,7 @@ class ParquetSource:
                             path=self.path) from None
         self.n_rows = self.file.metadata.num_rows
         self.schema = self.file.schema_arrow
+        self._local = threading.local()
 
     def names(self) -> list[str]:
         return list(self.schema.names)
@@ -192,12 +199,41 @@ class ParquetSource:
     def column(self, name: str) -> pa.ChunkedArray:
         if name not in self.schema.names:
             raise DataError("column missing from the current batch", path=self.path, column=name)
-        return self.file.read(columns=[name], use_threads=True).column(0)
+        return self._reader().read(columns=[name], use_threads=True).column(0)
 
     def numeric(self, name: str) -> np.ndarray:
-        return arrow_to_float(self.column(name))
+        """The column as float64 (nulls as NaN). With several row groups they are read one
+        at a time into one preallocated array (no whole-column Arrow copy alongside). A
+        writable result is always a fresh array that the caller may sort in place."""
+        reader = self._reader()
+        groups = reader.num_row_groups
+        if name not in self.schema.names:
+            raise DataError("column missing from the current batch", path=self.path, column=name)
+        if groups <= 1 or pa.types.is_dictionary(self.schema.field(name).type):
+            return arrow_to_float(self.column(name))
+        out = np.empty(self.n_rows, dtype=np.float64)
+        off = 0
+        for g in range(groups):
+            a = arrow_to_float(reader.read_row_group(g, columns=[name], use_threads=True).column(0))
+            out[off:off + a.size] = a
+            off += a.size
+            del a
+        return out[:off] if off != self.n_rows else out
+
+    def _reader(self) -> pq.ParquetFile:
+        if threading.current_thread() is threading.main_thread():
+            return self.file
+        reader = getattr(self._local, "file", None)  # a ParquetFile is not safe to share
+        if reader is None:                             # between threads: one per thread
+            reader = self._local.file = pq.ParquetFile(self.path)
+        return reader
 
     def categorical(self, name: str) -> pa.ChunkedArray:
+        """String columns are read as dictionaries (the codes Parquet stores), which is
+        faster to read and to count than materialised strings."""
+        if name in self.schema.names and _stringish(self.schema.field(name).type):
+            f = pq.ParquetFile(self.path, read_dictionary=[name])
+            return f.read(columns=[name], use_threads=True).column(0)
         return self.column(name)
 
 
@@ -210,7 +246,12 @@ def arrow_to_float(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             col = pc.cast(pc.cast(col, pa.string()), pa.float64(), safe=False)
     if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+        if col.num_chunks == 1:
+            col = col.chunk(0)
+        elif col.num_chunks == 0:
+            return np.zeros(0, dtype=np.float64)
+        else:
+            return col.to_numpy()  # one allocation, nulls as NaN (no combine_chunks copy)
     return col.to_numpy(zero_copy_only=False)
 
 
@@ -219,6 +260,8 @@ def category_counts(col: pa.Array | pa.ChunkedArray) -> tuple[dict[str, int], in
     as their shortest decimal form; the same mapping on both sides keeps them comparable."""
     if isinstance(col, pa.ChunkedArray) and col.num_chunks == 0:
         return {}, 0
+    if pa.types.is_dictionary(col.type) and _stringish(col.type.value_type):
+        return _dictionary_counts(col)
     if pa.types.is_dictionary(col.type):
         col = col.cast(col.type.value_type)
     if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
@@ -228,6 +271,31 @@ def category_counts(col: pa.Array | pa.ChunkedArray) -> tuple[dict[str, int], in
     counts = vc.field("counts").to_numpy()
     out = {str(v): int(c) for v, c in zip(values, counts, strict=False) if v is not None}
     return out, int(col.null_count)
+
+
+def _stringish(t: pa.DataType) -> bool:
+    return (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
+            or pa.types.is_large_binary(t))
+
+
+def _dictionary_counts(col: pa.Array | pa.ChunkedArray) -> tuple[dict[str, int], int]:
+    """``category_counts`` of a dictionary column: a bincount of the integer codes of each
+    chunk, mapped to its (small) dictionary; the strings are never materialised."""
+    out: dict[str, int] = {}
+    n_null = 0
+    for ch in (col.chunks if isinstance(col, pa.ChunkedArray) else [col]):
+        n_null += ch.null_count
+        idx = ch.indices.drop_null() if ch.null_count else ch.indices
+        if len(idx) == 0:
+            continue
+        counts = np.bincount(idx.to_numpy(), minlength=len(ch.dictionary))
+        dictionary = ch.dictionary
+        if not (pa.types.is_string(dictionary.type) or pa.types.is_large_string(dictionary.type)):
+            dictionary = pc.cast(dictionary, pa.string())
+        for v, c in zip(dictionary.to_pylist(), counts.tolist(), strict=False):
+            if c and v is not None:
+                out[v] = out.get(v, 0) + c
+    return out, int(n_null)
 
 
 # ---------------------------------------------------------------------------- chunking
@@ -261,8 +329,8 @@ def _numeric_profile(x: np.ndarray, chunks: list, p: Mapping[str, Any],
     if n == 0:
         prof.update(n_unique=0, edges=[], counts=[])
         return prof, s, np.zeros(0, dtype=np.int64)
-    u, counts = st.unique_counts(s)
-    cum = np.cumsum(counts)
+    u, counts = st.unique_or_none(s)  # counts None: no ties, u is s itself (no copy)
+    cum = None if counts is None else np.cumsum(counts)
     edges = st.quantile_edges(s, int(p["psi_bins"]), unique=u)
     ref_counts = st.bin_counts_sorted(s, edges)
     lo, hi = s[int(0.005 * (n - 1))], s[int(math.ceil(0.995 * (n - 1)))]
@@ -278,7 +346,7 @@ def _numeric_profile(x: np.ndarray, chunks: list, p: Mapping[str, Any],
         hist_counts=[int(c) for c in st.bin_counts_sorted(s, hist_edges)],
     )
     prof["chunks"] = _numeric_chunk_stats(x, chunks, s, u, cum, edges, ref_counts, std, p, stats)
-    return prof, u, (counts if u.size < n else None)  # None: no ties, every count is 1
+    return prof, u, counts  # counts None: no ties, every count is 1
 
 
 def _numeric_chunk_stats(x, chunks, s, u, cum, edges, ref_counts, std, p, stats) -> dict[str, Any]:
@@ -421,20 +489,26 @@ def recon_errors(z: np.ndarray, resid: np.ndarray) -> np.ndarray:
 
 def build_profile_from_source(src: Any, types: Mapping[str, str], params: Mapping[str, Any] | None,
                               scores: np.ndarray | None = None, threshold: float | None = None,
-                              timestamps: Any = None) -> dict[str, Any]:
+                              timestamps: Any = None, spill: bool | None = None) -> dict[str, Any]:
+    """The profile, one column at a time. With ``spill`` (default: when the sorted values of
+    all numeric columns exceed ``SPILL_ABOVE_BYTES``) each column's sorted values go to a
+    temporary values file as soon as they are computed, so memory stays at about one column
+    whatever the number of columns; ``save_reference_profile`` then copies that file."""
     p = resolve_params(params)
     n_rows = src.n_rows
     if n_rows == 0:
         raise DataError("the reference has no rows", expected="at least one row")
     chunks = chunk_slices(n_rows, p, timestamps)
-    chunk_of_row = np.empty(n_rows, dtype=np.int64)
+    chunk_of_row = np.empty(n_rows, dtype=np.int32)
     for i, sel in enumerate(chunks):
         chunk_of_row[sel] = i
     stats = ("wasserstein",) if p["method_numeric"] == "wasserstein" else ()
     sample = _sample_index(n_rows, p["mv_max_rows"])
     features: dict[str, Any] = {}
-    values: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     n_num = sum(1 for k in types.values() if k == "numeric")
+    if spill is None:  # the sorted values of every column would not fit the budget
+        spill = 8 * n_rows * (n_num + (scores is not None)) > SPILL_ABOVE_BYTES
+    values: Any = _SpillSink() if spill else {}
     z_all = np.zeros((sample.size, n_num), order="F") if p["multivariate"] else None
     z_names, z_means, z_stds = [], [], []
     for name, kind in types.items():
@@ -446,11 +520,13 @@ def build_profile_from_source(src: Any, types: Mapping[str, str], params: Mappin
                                 expected="at least one non-null value")
             features[name] = prof
             values[name] = (u, counts)
+            del u, counts
             if p["multivariate"] and prof["std"] > 0:
                 z_all[:, len(z_names)] = standardise(x[sample], prof["mean"], prof["std"])
                 z_names.append(name)
                 z_means.append(prof["mean"])
                 z_stds.append(prof["std"])
+            del x
         elif kind == "categorical":
             features[name] = _categorical_profile(src.categorical(name), chunks, p)
         else:
@@ -483,7 +559,7 @@ def build_profile_from_source(src: Any, types: Mapping[str, str], params: Mappin
             prof["positive_rate"] = prof["positive_count"] / max(valid.size, 1)
         profile["scores"] = prof
         values[SCORE] = (u, counts)
-    profile["_values"] = values
+    profile["_values"] = values.finish() if spill else values
     return profile
 
 
@@ -536,36 +612,90 @@ def values_path_for(json_path: str | Path) -> Path:
     return Path(json_path).with_suffix(".parquet")
 
 
+VALUES_ROWS = 1 << 20  # values per row group of the values file
+SPILL_ABOVE_BYTES = 256 << 20  # build spills sorted values to disk above this total size
+_VALUES_SCHEMA = pa.schema([("u", pa.float64()), ("n", pa.int64())])
+
+
+class ValuesWriter:
+    """Writes the sorted reference values one column at a time ("long" layout: columns
+    ``u`` (value) and ``n`` (its count, null when there are no ties); each feature owns a
+    contiguous run of row groups of at most ``VALUES_ROWS`` values). Only one feature's
+    values are ever in memory, on writing and on reading."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.layout: dict[str, dict[str, Any]] = {}
+        self._groups = 0
+        self._writer = pq.ParquetWriter(
+            self.path, _VALUES_SCHEMA, compression="zstd", use_dictionary=False,
+            write_statistics=False, column_encoding={"u": "BYTE_STREAM_SPLIT"}, store_schema=False)
+
+    def add(self, name: str, u: np.ndarray, counts: np.ndarray | None) -> None:
+        u = np.asarray(u, dtype=np.float64)
+        ties = counts is not None and bool(np.any(np.asarray(counts) != 1))
+        c = np.asarray(counts, dtype=np.int64) if ties else None
+        first = self._groups
+        for i in range(0, u.size, VALUES_ROWS):
+            m = min(VALUES_ROWS, u.size - i)
+            n = pa.array(c[i:i + m]) if c is not None else pa.nulls(m, pa.int64())
+            self._writer.write_table(pa.table([pa.array(u[i:i + m]), n], schema=_VALUES_SCHEMA),
+                                     row_group_size=VALUES_ROWS)
+            self._groups += 1
+        self.layout[name] = {"length": int(u.size), "ties": ties,
+                             "total": int(c.sum()) if c is not None else int(u.size),
+                             "row_groups": [first, self._groups - first]}
+
+    def close(self) -> dict[str, dict[str, Any]]:
+        self._writer.close()
+        return self.layout
+
+
+class _SpillSink:
+    """``values[name] = (u, counts)`` during a build, written straight to a temporary file."""
+
+    def __init__(self) -> None:
+        self.tmpdir = tempfile.mkdtemp(prefix="drift_values_")
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self.tmpdir, True)  # failed builds
+        self.writer = ValuesWriter(Path(self.tmpdir) / "values.parquet")
+
+    def __setitem__(self, name: str, value: tuple[np.ndarray, np.ndarray | None]) -> None:
+        self.writer.add(name, *value)
+
+    def finish(self) -> LazyValues:
+        layout = self.writer.close()
+        self._cleanup.detach()
+        return LazyValues(self.writer.path, layout, cleanup=self.tmpdir)
+
+
+def _values_order(profile: Mapping[str, Any], values: Mapping[str, Any]) -> list[str]:
+    """The build's order (features, then the score), so a spilled build and an in-memory
+    one write the same bytes."""
+    order = [n for n in profile.get("feature_order") or profile.get("features", {}) if n in values]
+    order += [SCORE] if SCORE in values else []
+    return order + sorted(set(values) - set(order))
+
+
 def save_reference_profile(profile: Mapping[str, Any], json_path: str | Path,
                            values_path: str | Path | None = None) -> tuple[Path, Path]:
     """Write the Parquet side file (sorted unique values, counts when not all 1), then the
-    JSON with the side file's md5. Both byte-deterministic; no paths or times inside."""
+    JSON with the side file's md5. Both byte-deterministic; no paths or times inside.
+    Values already on disk in the long layout (a spilled build, a loaded profile) are
+    copied byte for byte."""
     json_path = Path(json_path)
     values_path = Path(values_path) if values_path else values_path_for(json_path)
     values = profile.get("_values", {})
-    arrays, names, layout = [], [], {}
-    longest = max((len(u) for u, _ in values.values()), default=0)
-    for name in sorted(values):
-        u, counts = values[name]
-        u = np.asarray(u, dtype=np.float64)
-        pad = longest - u.size
-        mask = np.concatenate([np.zeros(u.size, bool), np.ones(pad, bool)]) if pad else None
-        arrays.append(pa.array(np.concatenate([u, np.zeros(pad)]) if pad else u, mask=mask))
-        names.append(f"u:{name}")
-        ties = counts is not None and bool(np.any(np.asarray(counts) != 1))
-        if ties:
-            c = np.asarray(counts, dtype=np.int64)
-            arrays.append(pa.array(np.concatenate([c, np.zeros(pad, np.int64)]) if pad else c,
-                                   mask=mask))
-            names.append(f"n:{name}")
-        layout[name] = {"length": int(u.size), "ties": ties,
-                        "total": int(np.sum(counts)) if ties else int(u.size)}
-    table = pa.table(arrays, names=names) if arrays else pa.table({"u:": pa.array([], pa.float64())})
     with atomic_path(values_path) as tmp:
-        pq.write_table(table, tmp, compression="zstd", use_dictionary=False,
-                       write_statistics=False, row_group_size=1 << 20,
-                       column_encoding={n: "BYTE_STREAM_SPLIT" for n in names if n.startswith("u:")},
-                       store_schema=False)
+        if isinstance(values, LazyValues) and values.long_layout:
+            shutil.copyfile(values.path, tmp)
+            layout = dict(values.layout)
+        else:
+            writer = ValuesWriter(tmp)
+            for name in _values_order(profile, values):
+                u, counts = values[name]
+                writer.add(name, u, counts)
+                del u, counts
+            layout = writer.close()
     meta = {k: v for k, v in profile.items() if k != "_values"}
     meta["values_file"] = {"name": values_path.name, "md5": md5_file(values_path), "columns": layout}
     write_json_atomic(json_path, meta)
@@ -574,19 +704,46 @@ def save_reference_profile(profile: Mapping[str, Any], json_path: str | Path,
 
 class LazyValues(Mapping):
     """Reads one column's sorted reference values from the side file when asked for it,
-    so a report holds one reference column in memory at a time."""
+    so a report holds one reference column in memory at a time. Reads the long layout
+    (``ValuesWriter``) and the older wide one (a ``u:NAME`` column per feature). Safe to
+    call from several threads (a reader per call)."""
 
-    def __init__(self, path: str | Path, layout: Mapping[str, Any]) -> None:
+    def __init__(self, path: str | Path, layout: Mapping[str, Any], cleanup: str | None = None) -> None:
         self.path, self.layout = Path(path), dict(layout)
         if not self.path.exists():
             raise DataError("reference values file does not exist", path=self.path,
                             expected="the Parquet file written beside reference_profile.json")
+        self.long_layout = all("row_groups" in v for v in self.layout.values())
+        if cleanup:  # a spilled build's temporary directory goes with this object
+            weakref.finalize(self, shutil.rmtree, cleanup, True)
 
     def __getitem__(self, name: str) -> tuple[np.ndarray, np.ndarray | None]:
         info = self.layout[name]
+        n = int(info["length"])
+        if "row_groups" in info:
+            first, k = info["row_groups"]
+            if n == 0 or k == 0:
+                return np.zeros(0), (np.zeros(0, np.int64) if info["ties"] else None)
+            cols = ["u", "n"] if info["ties"] else ["u"]
+            f = pq.ParquetFile(self.path)
+            if k == 1:  # zero-copy
+                t = f.read_row_group(first, columns=cols, use_threads=True)
+                return (_chunked_to_numpy(t.column(0)),
+                        _chunked_to_numpy(t.column(1)) if info["ties"] else None)
+            u = np.empty(n, dtype=np.float64)  # row group by row group: no second full copy
+            counts = np.empty(n, dtype=np.int64) if info["ties"] else None
+            off = 0
+            for g in range(first, first + k):
+                t = f.read_row_group(g, columns=cols, use_threads=True)
+                m = t.num_rows
+                u[off:off + m] = _chunked_to_numpy(t.column(0))
+                if counts is not None:
+                    counts[off:off + m] = _chunked_to_numpy(t.column(1))
+                off += m
+                del t
+            return u, counts
         cols = [f"u:{name}"] + ([f"n:{name}"] if info["ties"] else [])
         t = pq.read_table(self.path, columns=cols, use_threads=True)
-        n = int(info["length"])
         u = t.column(0).slice(0, n).to_numpy()
         counts = t.column(1).slice(0, n).to_numpy() if info["ties"] else None
         return u, counts
@@ -596,6 +753,10 @@ class LazyValues(Mapping):
 
     def __len__(self) -> int:
         return len(self.layout)
+
+
+def _chunked_to_numpy(col: pa.ChunkedArray) -> np.ndarray:
+    return col.chunk(0).to_numpy() if col.num_chunks == 1 else col.to_numpy()
 
 
 def load_reference_profile(json_path: str | Path, values_path: str | Path | None = None,

@@ -55,14 +55,38 @@ def unique_counts(sorted_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return s[starts], counts
 
 
-def clean_sorted(values: np.ndarray) -> np.ndarray:
-    """Finite values only, as float64, sorted; -0.0 becomes 0.0 (they compare equal)."""
+def unique_or_none(s: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """``unique_counts`` without the all-ones array when there are no ties (the usual case
+    for continuous data): returns (s, None) then, so no copy and no counts are allocated."""
+    if s.size < 2 or bool(np.all(s[1:] != s[:-1])):
+        return s, None
+    return unique_counts(s)
+
+
+def clean_sorted(values: np.ndarray, overwrite: bool = False) -> np.ndarray:
+    """Finite values only, as float64, sorted; -0.0 becomes 0.0 (they compare equal).
+
+    One sort of a copy (or, with ``overwrite`` and a writable float64 array, of the array
+    itself): NaN sorts last and -inf/+inf to the ends, so the finite values are a
+    contiguous slice found by two binary searches (no mask, no second copy)."""
     x = np.asarray(values, dtype=np.float64)
-    finite = np.isfinite(x)
-    x = x[finite] if not finite.all() else x.copy()
-    x += 0.0
-    x.sort()
-    return x
+    if overwrite and x.flags.writeable and x.flags.c_contiguous:
+        x.sort()
+        s = x
+    else:
+        s = np.sort(x)
+    lo = int(np.searchsorted(s, -np.inf, side="right"))
+    hi = int(np.searchsorted(s, np.inf, side="left"))  # numpy orders NaN after +inf
+    s = s[lo:hi]
+    if s.size < (x.size >> 1):  # mostly missing: do not keep the large buffer alive
+        s = s.copy()
+    np.add(s, 0.0, out=s)
+    return s
+
+
+def _cum_at(cum: np.ndarray | None, idx: np.ndarray) -> np.ndarray:
+    """cum[idx], where cum None means no ties (cum[j] = j + 1)."""
+    return idx + 1 if cum is None else cum[idx]
 
 
 # --------------------------------------------------------------------------------- KS
@@ -73,16 +97,20 @@ def _pair_diffs(cum: np.ndarray, n1: int, n2: int, idx: np.ndarray, pos_r: np.nd
     At u[j]: (cum[j], #cur <= u[j]); just below u[j]: (cum[j-1], #cur < u[j])."""
     if idx.size == 0:
         return 0.0
-    c_at = cum[idx]
-    c_before = np.where(idx > 0, cum[np.maximum(idx - 1, 0)], 0)
+    if cum is None:
+        c_at, c_before = idx + 1, idx
+    else:
+        c_at = cum[idx]
+        c_before = np.where(idx > 0, cum[np.maximum(idx - 1, 0)], 0)
     d1 = np.abs(c_at / n1 - pos_r / n2)
     d2 = np.abs(c_before / n1 - pos_l / n2)
     return float(max(d1.max(), d2.max()))
 
 
-def ks_statistic(u: np.ndarray, cum: np.ndarray, s: np.ndarray) -> float:
+def ks_statistic(u: np.ndarray, cum: np.ndarray | None, s: np.ndarray) -> float:
     """The two-sample KS D between a reference (unique values ``u``, cumulative counts
-    ``cum``) and a sorted current sample ``s``; bit-identical to scipy's ks_2samp.
+    ``cum``, or None when there are no ties) and a sorted current sample ``s``;
+    bit-identical to scipy's ks_2samp.
 
     Branch and bound: both ECDFs are monotone, so inside a cell of the reference grid
     |F_ref - F_cur| is bounded by the cell's corner values; only cells whose bound beats
@@ -91,7 +119,7 @@ def ks_statistic(u: np.ndarray, cum: np.ndarray, s: np.ndarray) -> float:
     k, n2 = u.size, s.size
     if k == 0 or n2 == 0:
         raise ValueError("KS needs non-empty samples")
-    n1 = int(cum[-1])
+    n1 = k if cum is None else int(cum[-1])
 
     def exact(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         vals = u[idx]
@@ -101,14 +129,16 @@ def ks_statistic(u: np.ndarray, cum: np.ndarray, s: np.ndarray) -> float:
         idx = np.arange(k)
         pr, pl = exact(idx)
         return _pair_diffs(cum, n1, n2, idx, pr, pl)
-    grid = np.unique(np.linspace(0, k - 1, min(k, 4096)).astype(np.int64))
+    grid = np.linspace(0, k - 1, min(k, 4096)).astype(np.int64)
+    if np.any(grid[1:] <= grid[:-1]):  # spacing >= 1, so only rounding could repeat one
+        grid = np.unique(grid)
     pr, pl = exact(grid)
     best = _pair_diffs(cum, n1, n2, grid, pr, pl)
     lo, hi = grid[:-1], grid[1:]
     lo_pr, hi_pl = pr[:-1], pl[1:]
     while lo.size:
         # interior j in (lo, hi): cum in [cum[lo], cum[hi]], positions in [pr[lo], pl[hi]]
-        ub = np.maximum(cum[hi] / n1 - lo_pr / n2, hi_pl / n2 - cum[lo] / n1)
+        ub = np.maximum(_cum_at(cum, hi) / n1 - lo_pr / n2, hi_pl / n2 - _cum_at(cum, lo) / n1)
         keep = (ub > best) & (hi - lo > 1)
         lo, hi, lo_pr, hi_pl = lo[keep], hi[keep], lo_pr[keep], hi_pl[keep]
         if not lo.size:
@@ -233,8 +263,9 @@ class KSAccumulator:
     F_cur between two adjacent reference values taken as the mean of its two ends; the
     parts below the reference minimum and above its maximum are exact."""
 
-    def __init__(self, u: np.ndarray, cum: np.ndarray) -> None:
+    def __init__(self, u: np.ndarray, cum: np.ndarray | None) -> None:
         self.u, self.cum = u, cum
+        self.n1 = u.size if cum is None else int(cum[-1])
         self.pos_r = np.zeros(u.size, dtype=np.int64)
         self.pos_l = np.zeros(u.size, dtype=np.int64)
         self.n = 0
@@ -253,12 +284,11 @@ class KSAccumulator:
         self.n += s.size
 
     def statistic(self) -> float:
-        n1 = int(self.cum[-1])
-        return _pair_diffs(self.cum, n1, self.n, np.arange(self.u.size), self.pos_r, self.pos_l)
+        return _pair_diffs(self.cum, self.n1, self.n, np.arange(self.u.size), self.pos_r, self.pos_l)
 
     def wasserstein(self) -> float:
-        n1, n2 = float(self.cum[-1]), float(self.n)
-        f_ref = self.cum[:-1] / n1
+        n1, n2 = float(self.n1), float(self.n)
+        f_ref = (np.arange(1, self.u.size) if self.cum is None else self.cum[:-1]) / n1
         f_cur = (self.pos_r[:-1] + self.pos_l[1:]) / (2.0 * n2)
         inner = float(np.dot(np.abs(f_ref - f_cur), np.diff(self.u)))
         return inner + (self.below_sum + self.above_sum) / n2

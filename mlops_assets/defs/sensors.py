@@ -16,6 +16,13 @@ landing_sensor
     own landing run) needs no run. New batch keys are added as dynamic partitions
     ("batches"); each run materialises the
     batch's snapshot, then validation, features and the drift report.
+    Before the first model exists (a fresh clone whose landing area already holds the
+    sample batches: no data/model/model.skops, no reference profile) there is nothing to
+    compare against, so the runs stop at the feature table (RunRequest asset_selection
+    without drift_report) instead of failing in the drift stage; the drift report joins
+    the landing runs by itself once a model has been trained. The runs stay one per batch
+    (run key `<batch>:<md5>`, the identity that dedupes across a lost cursor); they
+    serialise on the repository lock, so N new batches never race each other.
 
 drift_retrain_sensor  (a sensor rather than a declarative AutomationCondition, because the
     retrain re-materialises assets *upstream* of the drift report - split, train, evaluate -
@@ -185,6 +192,23 @@ def _changed_since(p: Path, size: int, mtime_ns: int) -> bool:
     return st.st_size != size or st.st_mtime_ns != mtime_ns
 
 
+def drift_inputs_ready(root: Path) -> bool:
+    """Whether the drift stage can run: the trained model, its record and the reference
+    profile it measures against (written by training) all exist."""
+    from mlops_assets.stages import MODEL, MODEL_RECORD, REFERENCE_PROFILE, REFERENCE_VALUES
+
+    return all((root / p).is_file() for p in (MODEL, MODEL_RECORD, REFERENCE_PROFILE,
+                                              REFERENCE_VALUES))
+
+
+def landing_selection(root: Path) -> list[dg.AssetKey]:
+    """What a landing run materialises: the whole chain after landing, or, with no trained
+    model yet, everything but the drift report (which would fail without a reference)."""
+    keys = CHAIN_AFTER_LANDING if drift_inputs_ready(root) else \
+        [k for k in CHAIN_AFTER_LANDING if k != "drift_report"]
+    return [dg.AssetKey(k) for k in keys]
+
+
 def _snapshotted(root: Path) -> dict[str, str]:
     """batch key -> md5 of its current snapshot (the manifest), {} if there is none."""
     from mlops_assets.core.ingest import load_manifest
@@ -224,6 +248,10 @@ def landing_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     events = [e for e in events if snapped.get(e["key"]) != e["md5"]]
     new_keys = sorted({e["key"] for e in events} - existing)
     requests = []
+    selection = landing_selection(root) if events else []
+    if events and len(selection) < len(CHAIN_AFTER_LANDING):
+        context.log.info("no trained model yet (no reference profile): landing runs stop at "
+                         "the feature table; the drift report starts once a model exists")
     for e in events:
         tags = {BATCH_TAG: e["key"], BATCH_MD5_TAG: e["md5"], LANDING_EVENT_TAG: e["kind"],
                 TRIGGER_TAG: "landing"}
@@ -236,7 +264,7 @@ def landing_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
                           "file": e["name"], "from_md5": e["previous"], "to_md5": e["md5"],
                           "by": "landing_sensor", "reason": "same file name, new content"})
         requests.append(dg.RunRequest(run_key=f"{e['key']}:{e['md5']}", partition_key=e["key"],
-                                      tags=tags))
+                                      tags=tags, asset_selection=selection))
     return dg.SensorResult(
         run_requests=requests,
         dynamic_partitions_requests=[dg.AddDynamicPartitionsRequest(

@@ -4,6 +4,8 @@ Modules:
   model_holder   loads a registry model pinned by version hash, holds the served model
                  behind one reference (atomic hot swap) and watches registry/production.json;
   validation     request records against the dataset contract (422 naming field and record);
+  fast_path      the per-request scoring path without pandas/Pipeline overhead, checked
+                 bit-identical to build_features + core.train.score at every model load;
   inference_log  append-only Parquet segments of every scored record;
   metrics        Prometheus metrics of one app instance;
   app            the FastAPI application (`create_app`).

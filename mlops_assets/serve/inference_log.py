@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -48,7 +49,7 @@ class InferenceLog:
         self.directory = Path(directory)
         self.max_records, self.max_seconds, self.max_buffer = max_records, max_seconds, max_buffer
         self.on_write, self.on_drop = on_write, on_drop
-        self._frames: list[pd.DataFrame] = []
+        self._frames: list[pd.DataFrame | dict[str, np.ndarray]] = []
         self._rows = 0
         self._oldest: float | None = None
         self._lock = threading.Lock()        # guards the buffer
@@ -77,13 +78,16 @@ class InferenceLog:
         self.flush()
 
     # ---------------------------------------------------------------- appending
-    def append(self, frame: pd.DataFrame) -> None:
-        """Buffer the rows of one request (the frame is not copied: do not modify it)."""
-        if len(frame) == 0:
+    def append(self, frame: pd.DataFrame | dict[str, np.ndarray]) -> None:
+        """Buffer the rows of one request: a frame, or (cheaper on the request path) a dict
+        of equal-length column arrays in log column order, which the writer thread turns
+        into a frame. Nothing is copied: do not modify it afterwards."""
+        n = len(frame) if isinstance(frame, pd.DataFrame) else len(next(iter(frame.values())))
+        if n == 0:
             return
         with self._lock:
             self._frames.append(frame)
-            self._rows += len(frame)
+            self._rows += n
             if self._oldest is None:
                 self._oldest = time.monotonic()
             full = self._rows >= self.max_records
@@ -119,7 +123,7 @@ class InferenceLog:
             if not frames:
                 return []
             try:
-                return self._write(pd.concat(frames, ignore_index=True))
+                return self._write(_concat(frames))
             except Exception:
                 with self._lock:  # put it back, oldest first, within the bound
                     self._frames = frames + self._frames
@@ -133,29 +137,58 @@ class InferenceLog:
         dropped = 0
         while self._frames and self._rows > self.max_buffer:
             f = self._frames.pop(0)
-            self._rows -= len(f)
-            dropped += len(f)
+            n = len(f) if isinstance(f, pd.DataFrame) else len(next(iter(f.values())))
+            self._rows -= n
+            dropped += n
         self.records_dropped += dropped
         log.error("inference log buffer over %d records: dropped %d", self.max_buffer, dropped)
         if self.on_drop is not None:
             self.on_drop(dropped)
 
-    def _write(self, df: pd.DataFrame) -> list[Path]:
+    def _write(self, cols: dict[str, np.ndarray]) -> list[Path]:
+        """One segment per request date, straight from numpy columns to Arrow (no pandas
+        frame, no per-row date formatting: this runs in the serving process)."""
         out: list[Path] = []
-        dates = df["request_time"].dt.strftime("%Y-%m-%d")
-        for day, part in df.groupby(dates.to_numpy(), sort=True):
-            stamp = pd.Timestamp(part["request_time"].iloc[0]).strftime("%Y%m%dT%H%M%S%f")
-            name = f"seg-{stamp}-{os.getpid()}-{next(self._seq):06d}.parquet"
+        days = cols["request_time"].astype("datetime64[D]")
+        for day in np.unique(days):
+            mask = days == day
+            part = cols if mask.all() else {k: v[mask] for k, v in cols.items()}
+            n = int(mask.sum())
+            first = pd.Timestamp(part["request_time"][0])
+            name = f"seg-{first.strftime('%Y%m%dT%H%M%S%f')}-{os.getpid()}-" \
+                   f"{next(self._seq):06d}.parquet"
             dest = self.directory / f"date={day}" / name
-            table = pa.Table.from_pandas(part.reset_index(drop=True), preserve_index=False)
+            table = pa.table({k: _arrow(v) for k, v in part.items()})
             with atomic_path(dest) as tmp:
                 pq.write_table(table, tmp, compression="zstd")
             out.append(dest)
             self.segments_written += 1
-            self.records_written += len(part)
+            self.records_written += n
             if self.on_write is not None:
-                self.on_write(1, len(part))
+                self.on_write(1, n)
         return out
+
+
+def _arrow(values: np.ndarray) -> pa.Array:
+    """A log column as Arrow; text columns are always `string` (also when all null)."""
+    if values.dtype == object:
+        try:
+            return pa.array(values, type=pa.string())
+        except (pa.ArrowTypeError, pa.ArrowInvalid):
+            return pa.array(values)
+    return pa.array(values)
+
+
+def _concat(chunks: list[pd.DataFrame | dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The buffered chunks as one set of columns, in order (numpy concatenation: one array
+    per column, not one frame per request)."""
+    dicts = [c if isinstance(c, dict) else {k: c[k].to_numpy() for k in c.columns}
+             for c in chunks]
+    names = list(dicts[0])
+    if any(list(d) != names for d in dicts):
+        frame = pd.concat([pd.DataFrame(d) for d in dicts], ignore_index=True)
+        return {k: frame[k].to_numpy() for k in frame.columns}
+    return {k: np.concatenate([d[k] for d in dicts]) for k in names}
 
 
 def segment_files(directory: str | os.PathLike[str], dates: list[str] | None = None

@@ -55,6 +55,8 @@ class LoadedModel:
     model_path: str = ""
     source: str = "registry"  # registry | file (dev: --model PATH)
     loaded_at: float = 0.0
+    # the parity-checked fast scorer (serve.fast_path), None = the general path only
+    fast: Any = field(default=None, repr=False, compare=False)
 
     @property
     def feature_definitions_hash(self) -> str | None:
@@ -80,9 +82,12 @@ def read_pointer(root: Path) -> dict[str, Any] | None:
 
 
 def load_pinned(root: Path, contract: Contract, model_path: str | Path, version: str | None,
-                record_path: str | Path | None, source: str = "registry") -> LoadedModel:
+                record_path: str | Path | None, source: str = "registry", fast: bool = True,
+                batch_threads: int = 1, load: bool = True) -> LoadedModel:
     """Load a model file, verify its md5 equals `version` (when given), check its record
-    matches the serving contract's feature definitions, and warm it up."""
+    matches the serving contract's feature definitions, build its fast scorer (kept only if
+    it scores random records exactly as the general path does), and warm it up.
+    `load=False` only verifies (the `--workers` parent): the pipeline is then None."""
     mp = Path(model_path)
     if not mp.is_absolute():
         mp = root / mp
@@ -112,15 +117,44 @@ def load_pinned(root: Path, contract: Contract, model_path: str | Path, version:
     if threshold is None:
         raise DataError("the model record has no operating threshold", path=rp,
                         expected="a 'threshold' key (written by the train stage)")
-    pipeline = load_model(mp)
-    loaded = LoadedModel(pipeline=pipeline, version=actual, threshold=float(threshold),
-                         record=record, model_path=str(mp), source=source,
-                         loaded_at=time.time())
-    warm_up(loaded, contract)
+    if not load:
+        return LoadedModel(pipeline=None, version=actual, threshold=float(threshold),
+                           record=record, model_path=str(mp), source=source)
+    from threadpoolctl import threadpool_limits
+
+    # One OpenMP thread, also when the watcher thread loads a model for a hot swap (the
+    # OpenMP thread count is per calling thread; the service sets its limit from the main
+    # thread): loading must not start an OpenMP team that competes with serving.
+    with threadpool_limits(limits=1, user_api="openmp"):
+        pipeline = load_model(mp)
+        scorer = build_fast_scorer(pipeline, contract, batch_threads) if fast else None
+        loaded = LoadedModel(pipeline=pipeline, version=actual, threshold=float(threshold),
+                             record=record, model_path=str(mp), source=source,
+                             loaded_at=time.time(), fast=scorer)
+        warm_up(loaded, contract)
     return loaded
 
 
-def load_production(root: Path, contract: Contract) -> LoadedModel:
+def build_fast_scorer(pipeline: Any, contract: Contract, batch_threads: int = 1) -> Any:
+    """The model's FastScorer after a parity check against the general path, or None (the
+    service then scores through build_features + the Pipeline, only slower)."""
+    from mlops_assets.serve.fast_path import FastPathUnsupported, FastScorer, parity_check
+
+    try:
+        scorer = FastScorer.build(pipeline, contract, threads=batch_threads)
+        parity_check(scorer, pipeline, contract, n=1000)
+    except FastPathUnsupported as e:
+        log.warning("fast scoring path not available for this model (%s): general path", e)
+        return None
+    except Exception as e:  # noqa: BLE001 - a parity failure or an sklearn-internals change
+        log.error("fast scoring path failed its parity check (%s: %s): general path",
+                  type(e).__name__, e)
+        return None
+    return scorer
+
+
+def load_production(root: Path, contract: Contract, fast: bool = True,
+                    batch_threads: int = 1, load: bool = True) -> LoadedModel:
     info = read_pointer(root)
     if info is None:
         raise NoProductionModel(
@@ -128,7 +162,8 @@ def load_production(root: Path, contract: Contract) -> LoadedModel:
             "(mlops-assets registry promote ...) or start with --model PATH for development",
             path=root / POINTER, expected="a pointer with a version")
     return load_pinned(root, contract, info["model_path"], info["version"],
-                       info.get("record_path"))
+                       info.get("record_path"), fast=fast, batch_threads=batch_threads,
+                       load=load)
 
 
 def staging_entry(root: Path) -> dict[str, Any] | None:
@@ -186,6 +221,10 @@ def warm_up(model: LoadedModel, contract: Contract, rows: int = 64) -> None:
         s = model.scores(build_features(frame, contract), contract)
         if not np.all(np.isfinite(s)):
             raise DataError("warm-up scoring gave non-finite scores", path=model.model_path)
+        if model.fast is not None:
+            from mlops_assets.serve.fast_path import frame_columns
+
+            model.fast.score_columns(frame_columns(frame, contract))
 
 
 class ModelHolder:
@@ -218,8 +257,10 @@ class ProductionWatcher:
     def __init__(self, root: Path, contract: Contract, holder: ModelHolder,
                  interval: float = 0.5, on_swap: Callable[[LoadedModel, LoadedModel], None]
                  | None = None, on_error: Callable[[str], None] | None = None,
-                 watch_staging: bool = False, cache_size: int = 3) -> None:
+                 watch_staging: bool = False, cache_size: int = 3, fast: bool = True,
+                 batch_threads: int = 1) -> None:
         self.root, self.contract, self.holder = Path(root), contract, holder
+        self.fast, self.batch_threads = fast, batch_threads
         self.interval = interval
         self.on_swap, self.on_error = on_swap, on_error
         self.watch_staging = watch_staging
@@ -227,8 +268,11 @@ class ProductionWatcher:
         self._cache_size = cache_size
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._seen: tuple[Any, ...] | None = self._stamp()
-        self._seen_content: bytes | None = self._content()
+        # Nothing seen yet: the first poll compares the pointer with the SERVED version, so
+        # a promotion between loading the model and starting the watcher is not missed
+        # (with --workers, one worker can still be loading when another reports ready).
+        self._seen: tuple[Any, ...] | None = ()
+        self._seen_content: bytes | None = b""
         self._seen_staging: bytes | None = None
         self.last_error: str | None = None
 
@@ -275,7 +319,8 @@ class ProductionWatcher:
         if cached is not None and md5_file(cached.model_path) == version:
             return cached
         model = load_pinned(self.root, self.contract, info["model_path"], version,
-                            info.get("record_path"))
+                            info.get("record_path"), fast=self.fast,
+                            batch_threads=self.batch_threads)
         self._cache[version] = model
         while len(self._cache) > self._cache_size:
             oldest = next(iter(self._cache))

@@ -254,20 +254,31 @@ class RequestValidator:
 
 def _parse_iso(text: np.ndarray) -> pd.Series:
     """ISO 8601 strings -> naive-UTC datetime64[ns] (zone offsets converted, naive = UTC);
-    unparseable values become NaT (one at a time, so one bad value spares the others)."""
-    s = pd.Series(text, dtype=object)
-    try:
-        out = pd.to_datetime(s, format="ISO8601", utc=True, errors="raise")
-    except (ValueError, TypeError, OverflowError):
-        vals = []
-        for t in text:
+    unparseable values become NaT. Each value is parsed on its own: pandas parsing a whole
+    array lets a naive timestamp inherit the offset of the value before it (pandas 2.3:
+    ["...T00:00:00+03:30", "...T13:05:44"] gives 09:35:44 for the second), which would make
+    a record's score depend on its neighbours in a batch. The common forms go through
+    `parse_iso_ns`; any other form that starts with a year through pandas, one value at a
+    time."""
+    from mlops_assets.serve.fast_path import parse_iso_ns
+
+    ns = np.empty(len(text), dtype=np.int64)
+    nat = np.iinfo(np.int64).min  # the NaT bit pattern
+    for i, t in enumerate(text):
+        if t is None:
+            ns[i] = nat
+            continue
+        x = parse_iso_ns(t)
+        if x is None and not t[:4].isdigit():
+            x = nat  # pandas would read "now" and "today" as the clock: not ISO 8601
+        elif x is None:
             try:
-                vals.append(pd.Timestamp(pd.to_datetime(t, format="ISO8601", utc=True))
-                            if t is not None else pd.NaT)
+                x = pd.Timestamp(pd.to_datetime(t, format="ISO8601", utc=True)
+                                 ).tz_localize(None).as_unit("ns").value
             except (ValueError, TypeError, OverflowError):
-                vals.append(pd.NaT)
-        out = pd.to_datetime(pd.Series(vals, dtype=object), utc=True)
-    return out.dt.tz_localize(None).astype("datetime64[ns]")
+                x = nat
+        ns[i] = x
+    return pd.Series(ns.view("datetime64[ns]"))
 
 
 def records_to_frame(records: list[dict[str, Any]], contract: Contract) -> pd.DataFrame:

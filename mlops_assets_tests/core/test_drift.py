@@ -289,3 +289,66 @@ def test_html_is_self_contained_deterministic_and_complete() -> None:
         assert needed in page, needed
     md = drift.markdown_table(rep)
     assert md.startswith("**Severity: ") and "| normal |" in md
+
+
+def test_threads_spill_and_row_groups_do_not_change_a_byte(tmp_path, monkeypatch) -> None:
+    """Bounded-memory paths give the same bytes as the in-memory ones: any number of worker
+    threads, a profile build that spills its values to disk, values files with several row
+    groups per column, and Parquet batches read row group by row group."""
+    from mlops_assets.core import drift_profile
+
+    monkeypatch.setattr(drift_profile, "VALUES_ROWS", 7_000)  # several row groups per column
+    rng = np.random.default_rng(12)
+    ref, cur = _frame(rng, 30_000), _frame(rng, 25_000, shift=0.03)
+    ref.loc[:49, "lognormal"] = np.nan
+    cur.loc[10:30, "normal"] = np.nan
+    cur.loc[:5, "cat"] = None
+    ref.to_parquet(tmp_path / "ref.parquet", index=False, row_group_size=8_000)
+    cur.to_parquet(tmp_path / "cur.parquet", index=False, row_group_size=6_000)
+    scores = rng.uniform(size=30_000)
+    kw = {"scores": scores, "threshold": 0.7}
+    mem = drift.build_reference_profile_from_parquet(tmp_path / "ref.parquet", **kw)
+    src = drift_profile.ParquetSource(tmp_path / "ref.parquet")
+    types = drift_profile.column_types(None, src.names(), {f.name: f.type for f in src.schema})
+    spilled = drift_profile.build_profile_from_source(src, types, None, scores, 0.7, spill=True)
+    assert isinstance(spilled["_values"], drift_profile.LazyValues)
+    spill_dir = spilled["_values"].path.parent
+    j1, v1 = drift.save_reference_profile(mem, tmp_path / "a" / "reference_profile.json")
+    j2, v2 = drift.save_reference_profile(spilled, tmp_path / "b" / "reference_profile.json")
+    assert md5_file(v1) == md5_file(v2) and md5_file(j1) == md5_file(j2)
+    del spilled
+    import gc
+
+    gc.collect()
+    assert not spill_dir.exists()  # the temporary values go with the profile object
+    loaded = drift.load_reference_profile(j1, verify=True)
+    for name in ("normal", "lognormal", drift_profile.SCORE):
+        u, counts = loaded["_values"][name]
+        u0, c0 = mem["_values"][name]
+        assert np.array_equal(u, u0) and (counts is None) == (c0 is None)
+    u, counts = loaded["_values"]["count"]  # Poisson: ties, so counts are stored
+    assert counts is not None and int(counts.sum()) == 30_000
+    cur_scores = rng.uniform(size=25_000)
+    reports = [drift.compute_drift_from_parquet(loaded, tmp_path / "cur.parquet", cur_scores,
+                                                workers=w) for w in (1, 2, 3)]
+    reports.append(drift.drift_report(mem, cur, cur_scores, workers=4))
+    reports.append(drift.drift_report(loaded, cur, cur_scores, workers=1))
+    assert len({canonical_json(r) for r in reports}) == 1
+    assert cur["normal"].isna().sum() == 21  # the caller's frame is never sorted in place
+    assert reports[0]["features"][3]["missing_share_cur"] == pytest.approx(6 / 25_000)
+
+
+def test_dictionary_columns_count_like_strings(tmp_path) -> None:
+    import pyarrow as pa
+
+    from mlops_assets.core.drift_profile import ParquetSource, category_counts
+
+    col = pa.chunked_array([pa.array(["a", "b", None, "a"]).dictionary_encode(),
+                            pa.array(["b", "zz", None]).dictionary_encode()])
+    assert category_counts(col) == category_counts(col.cast(pa.string())) == (
+        {"a": 2, "b": 2, "zz": 1}, 2)
+    pd.DataFrame({"c": ["x", None, "y", "x"] * 50}).to_parquet(tmp_path / "c.parquet",
+                                                                row_group_size=30)
+    src = ParquetSource(tmp_path / "c.parquet")
+    assert pa.types.is_dictionary(src.categorical("c").type)
+    assert category_counts(src.categorical("c")) == ({"x": 100, "y": 50}, 50)

@@ -143,3 +143,34 @@ def test_chunk_threshold_scales_with_size() -> None:
     t_large = st.chunk_threshold(vals, sizes, 4000, 100000, 3.0)
     assert t_small is not None and t_large is not None and t_large < t_small
     assert st.chunk_threshold([0.1], [10], 100, 10, 3.0) is None
+
+
+def test_ks_without_ties_needs_no_counts_and_matches_scipy() -> None:
+    """The profile stores no counts for tie-free columns (cum None): same D, same p."""
+    rng = np.random.default_rng(21)
+    for n1, n2, shift in ((5000, 3000, 0.0), (200_000, 150_000, 0.01), (1_000_000, 400_000, 0.0)):
+        a, b = rng.normal(size=n1), rng.normal(shift, 1, size=n2)
+        u, counts = st.unique_or_none(st.clean_sorted(a))
+        assert counts is None and u.size == n1
+        d = st.ks_statistic(u, None, st.clean_sorted(b))
+        d, p = st.ks_pvalue(d, n1, n2)
+        ref = stats.ks_2samp(a, b)
+        assert abs(d - ref.statistic) <= 1e-12 and abs(p - ref.pvalue) <= 1e-9
+        acc = st.KSAccumulator(u, None)
+        for part in np.array_split(b, 3):
+            acc.add(st.clean_sorted(part))
+        assert abs(acc.statistic() - ref.statistic) <= 1e-12
+
+
+def test_clean_sorted_drops_non_finite_and_can_sort_in_place() -> None:
+    x = np.array([np.nan, 3.0, -np.inf, -0.0, 1.0, np.inf, np.nan, 0.0, -2.0])
+    s = st.clean_sorted(x)
+    assert s.tolist() == [-2.0, 0.0, 0.0, 1.0, 3.0] and not np.signbit(s[s == 0]).any()
+    assert np.isnan(x[0]) and x[1] == 3.0  # the input is untouched by default
+    y = x.copy()
+    s2 = st.clean_sorted(y, overwrite=True)
+    assert s2.tolist() == s.tolist() and np.shares_memory(s2, y)
+    assert st.clean_sorted(np.full(4, np.nan)).size == 0
+    ro = x.copy()
+    ro.flags.writeable = False  # a read-only (e.g. zero-copy Arrow) array is copied instead
+    assert st.clean_sorted(ro, overwrite=True).tolist() == s.tolist()

@@ -170,6 +170,34 @@ def test_tick_cost_does_not_hash_known_files(landing_root: Path) -> None:
         assert r2.run_requests == [] and took < 1.0, took
 
 
+def test_fresh_project_landing_runs_stop_before_drift_and_succeed(small_project: Path) -> None:
+    """A fresh clone: the sample weeks are in landing, but no snapshot and no model. The
+    sensor's runs must not select drift_report (it would fail without a reference), and
+    the runs it asks for must succeed."""
+    import yaml
+
+    from mlops_assets.defs.sensors import drift_inputs_ready
+
+    root = small_project
+    assert not drift_inputs_ready(root)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    scenario = FraudScenario.from_params({**params["sample_data"], "weeks": 2})
+    for i in range(2):
+        write_batch(root / "data" / "landing" / scenario.file_name(i),
+                    generate_week(scenario, i))
+    with dg.instance_for_test() as instance:
+        res = tick(landing_sensor, instance, None)
+        apply_partitions(instance, res)
+        assert len(res.run_requests) == 2, res.skip_message
+        for req in res.run_requests:
+            keys = [k.to_user_string() for k in req.asset_selection]
+            assert keys == ["raw_snapshots", "validated_dataset", "feature_table"]
+            run = execute(instance, keys, req.tags, req.partition_key)
+            assert run.success, _errors(run)
+        assert (root / "data" / "features" / "features.parquet").exists()
+        assert not (root / "data" / "reports" / "drift.json").exists()
+
+
 # ------------------------------------------------------------------ drift -> retrain
 
 
@@ -193,6 +221,8 @@ class Scenario:
         self.landing_cursor = res.cursor
         assert len(res.run_requests) == 1, res.skip_message
         req = res.run_requests[0]
+        # a model exists: the landing run goes all the way to the drift report
+        assert [k.to_user_string() for k in req.asset_selection] == CHAIN_AFTER_LANDING
         run = execute(self.instance, CHAIN_AFTER_LANDING, req.tags, req.partition_key)
         assert run.success or _only_drift_failed(run), _errors(run)
         return [run]

@@ -343,9 +343,16 @@ def test_hot_swap_under_load_drops_nothing_and_names_the_answering_model(client,
     stop = threading.Event()
     lock = threading.Lock()
 
-    def worker(n: int) -> None:
+    sent = [0] * 4
+
+    def worker(k: int, n: int) -> None:
+        # bounded (n requests at most), but running until both swaps are seen: a fast
+        # service answers a fixed small number of requests before the first swap lands
         with httpx.Client(base_url=server.url, timeout=30) as c:
             for _ in range(n):
+                if stop.is_set():
+                    break
+                sent[k] += 1
                 try:
                     r = c.post("/predict", json=records[0])
                     body = r.json()
@@ -356,7 +363,7 @@ def test_hot_swap_under_load_drops_nothing_and_names_the_answering_model(client,
                     with lock:
                         failures.append(repr(e))
 
-    threads = [threading.Thread(target=worker, args=(150,)) for _ in range(4)]
+    threads = [threading.Thread(target=worker, args=(k, 20_000)) for k in range(4)]
     for t in threads:
         t.start()
     time.sleep(0.5)
@@ -365,11 +372,12 @@ def test_hot_swap_under_load_drops_nothing_and_names_the_answering_model(client,
     time.sleep(0.5)
     point_production(root, version_a)  # rollback
     _wait_version(client, version_a)
+    time.sleep(0.3)
+    stop.set()
     for t in threads:
         t.join(120)
-    stop.set()
     assert not failures
-    assert len(results) == 600
+    assert len(results) == sum(sent) >= 400
     assert all(code == 200 for code, _, _ in results)
     versions = [v for _, v, _ in results]
     assert set(versions) <= {version_a, version_b}
