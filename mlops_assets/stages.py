@@ -251,6 +251,27 @@ def stage_evaluate(ctx: StageContext) -> StageResult:
     return StageResult("evaluate", [EVALUATION, PLOTS], {"evaluation": result})
 
 
+def _drift_reference(ctx: StageContext) -> dict[str, str]:
+    """Drift is measured against what SERVES: the registry's production version (its model,
+    record and reference profile, stored beside it), so an unapproved candidate trained on
+    the drifted data never makes a degrading production look normal. Before the first
+    promotion, the model the chain trained last (the one that will serve)."""
+    from mlops_assets.core.registry import MODEL_FILE, MODELS, PROFILE_FILES, RECORD_FILE, REGISTRY_DIR
+
+    ref = {MODEL: MODEL, MODEL_RECORD: MODEL_RECORD, REFERENCE_PROFILE: REFERENCE_PROFILE,
+           REFERENCE_VALUES: REFERENCE_VALUES, "source": "latest_trained"}
+    pointer = ctx.path(PRODUCTION_POINTER)
+    version = json.loads(pointer.read_text()).get("version") if pointer.exists() else None
+    if version:
+        d = f"{REGISTRY_DIR}/{MODELS}/{version}"
+        files = {MODEL: f"{d}/{MODEL_FILE}", MODEL_RECORD: f"{d}/{RECORD_FILE}",
+                 REFERENCE_PROFILE: f"{d}/{PROFILE_FILES[0]}",
+                 REFERENCE_VALUES: f"{d}/{PROFILE_FILES[1]}"}
+        if all(ctx.path(p).is_file() for p in files.values()):
+            return {**files, "source": f"production:{version}"}
+    return ref
+
+
 def stage_drift(ctx: StageContext) -> StageResult:
     """The newest snapshot's features and scores against the training reference."""
     from mlops_assets.core import drift
@@ -262,13 +283,16 @@ def stage_drift(ctx: StageContext) -> StageResult:
     ts = contract.timestamp_column
     newest = feats.groupby("_batch")[ts].max().sort_values(kind="stable").index[-1]
     current = feats[feats["_batch"] == newest].reset_index(drop=True)
-    model = load_model(ctx.path(MODEL))
-    record = json.loads(ctx.path(MODEL_RECORD).read_text())
+    ref = _drift_reference(ctx)
+    model = load_model(ctx.path(ref[MODEL]))
+    record = json.loads(ctx.path(ref[MODEL_RECORD]).read_text())
     scores = score(model, current, contract)
     lineage = {
-        "inputs": {p: md5_file(ctx.path(p)) for p in (FEATURES, MODEL, REFERENCE_PROFILE,
-                                                      REFERENCE_VALUES)},
+        "inputs": {ref[p]: md5_file(ctx.path(ref[p])) for p in (MODEL, REFERENCE_PROFILE,
+                                                                 REFERENCE_VALUES)}
+        | {FEATURES: md5_file(ctx.path(FEATURES))},
         "model_version": record["model_md5"],
+        "reference_source": ref["source"],
         "current_batch": str(newest),
         "current_window": [str(current[ts].min()), str(current[ts].max())],
         "current_rows": len(current),
@@ -278,7 +302,8 @@ def stage_drift(ctx: StageContext) -> StageResult:
         "libraries": record.get("libraries", {}),
     }
     importance = record.get("feature_importance") or None
-    profile = drift.load_reference_profile(ctx.path(REFERENCE_PROFILE), ctx.path(REFERENCE_VALUES))
+    profile = drift.load_reference_profile(ctx.path(ref[REFERENCE_PROFILE]),
+                                           ctx.path(ref[REFERENCE_VALUES]))
     drift_params = ctx.params.get("drift", {})
     report = drift.drift_report(profile, current, scores, drift_params, lineage, importance)
     history = []

@@ -59,6 +59,7 @@ MODELS = "models"
 AUDIT_LOG = "audit.log.jsonl"
 MODEL_FILE = "model.skops"
 RECORD_FILE = "model.json"
+PROFILE_FILES = ("reference_profile.json", "reference_profile.parquet")  # beside model.skops
 
 CANDIDATE, STAGING, PRODUCTION, ARCHIVED = "candidate", "staging", "production", "archived"
 STAGES = (CANDIDATE, STAGING, PRODUCTION, ARCHIVED)
@@ -270,6 +271,9 @@ class Registry:
             target = self.model_dir(version)
             self._store_copy(model_path, target / MODEL_FILE, version)
             self._store_copy(record_path, target / RECORD_FILE, None)
+            for name in PROFILE_FILES:  # the drift reference travels with its model
+                if (model_path.parent / name).is_file():
+                    self._store_copy(model_path.parent / name, target / name, None)
             info = state["versions"].get(version)
             if info is None:
                 info = {"stage": CANDIDATE,

@@ -398,6 +398,16 @@ def test_production_model_needs_approval_and_a_passing_gate(scenario: Scenario) 
     check = _check(run, "promotion_allowed")
     assert "evaluation gate failed" in check.description
     assert reg.production() == candidate  # serving unchanged
+    # drift is measured against what serves (production, its profile stored beside it in
+    # the registry), never against the weak model the chain trained last
+    weak_md5 = json.loads((scenario.root / "data/model/model.json").read_text())["model_md5"]
+    assert weak_md5 != candidate
+    assert (scenario.root / f"registry/models/{candidate}/reference_profile.parquet").is_file()
+    run = execute(scenario.instance, ["drift_report"])
+    assert run.success, _errors(run)
+    lineage = json.loads((scenario.root / "data/reports/drift.json").read_text())["lineage"]
+    assert lineage["model_version"] == candidate
+    assert lineage["reference_source"] == f"production:{candidate}"
 
 
 def test_a_normal_batch_ends_the_drift_episode_and_new_drift_retrains_once(
