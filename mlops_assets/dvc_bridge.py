@@ -65,7 +65,6 @@ def status(root: Path) -> dict[str, Any]:
         return repo.status()
 
 
-AUDIT_LOG = "registry/audit.log.jsonl"  # core.registry REGISTRY_DIR / AUDIT_LOG
 
 
 def track_audit_log(root: Path, *, locked: bool = False) -> str | None:
@@ -75,7 +74,9 @@ def track_audit_log(root: Path, *, locked: bool = False) -> str | None:
     there is no log yet. `locked`: the caller already holds repo_lock."""
     from dvc.repo import Repo
 
-    path = root / AUDIT_LOG
+    from mlops_assets.core.registry import AUDIT_LOG, REGISTRY_DIR
+
+    path = root / REGISTRY_DIR / AUDIT_LOG
     if not path.exists():
         return None
     if not locked:
@@ -94,8 +95,9 @@ def record_audit(root: Path, event: dict[str, Any], *, track: bool = True,
     import datetime as dt
 
     from mlops_assets.core.audit import append_event
+    from mlops_assets.core.registry import AUDIT_LOG, REGISTRY_DIR
 
-    entry = append_event(root / AUDIT_LOG, {
+    entry = append_event(root / REGISTRY_DIR / AUDIT_LOG, {
         "at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         **event})
     if track:

@@ -50,6 +50,7 @@ from mlops_assets.defs.sensors import (
     TRIGGER_TAG,
     _audit,
     _newest_timestamp,
+    fresh_check_results,
     retrain_in_progress,
     retrain_job,
     retrain_run_config,
@@ -530,10 +531,7 @@ def live_quality_retrain_sensor(context: dg.SensorEvaluationContext) -> dg.Senso
     cursor = json.loads(context.cursor) if context.cursor else {}
     after = int(cursor.get("after", 0))
     handled: list[str] = list(cursor.get("handled", []))
-    history = context.instance.event_log_storage.get_asset_check_execution_history(
-        QUALITY_CHECK_KEY, limit=50)
-    fresh = sorted((r for r in history if r.id > after
-                    and r.status in (Status.SUCCEEDED, Status.FAILED)), key=lambda r: r.id)
+    fresh = fresh_check_results(context.instance, QUALITY_CHECK_KEY, after)
     if not fresh:
         return dg.SensorResult(skip_reason="no new live-quality check results",
                                cursor=context.cursor)

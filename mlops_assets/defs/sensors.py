@@ -121,14 +121,25 @@ def retrain_run_config(window: dict[str, str]) -> dict[str, Any]:
 
 
 def _audit(root: Path, event: dict[str, Any]) -> None:
-    from mlops_assets.core.audit import append_event
-    from mlops_assets.core.registry import AUDIT_LOG, REGISTRY_DIR
+    from mlops_assets.dvc_bridge import record_audit
 
-    try:
-        append_event(root / REGISTRY_DIR / AUDIT_LOG,
-                     {"at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"), **event})
+    try:  # not re-pinned in DVC from a sensor tick: the next run or registry command does
+        record_audit(root, event, track=False)
     except OSError:
         pass  # the audit log is best effort from a sensor; the run tags carry the facts
+
+
+def fresh_check_results(instance: dg.DagsterInstance, key: dg.AssetCheckKey,
+                        after: int) -> list[Any]:
+    """Finished (passed or failed) evaluations of one check with a storage id past the
+    cursor, oldest first: what a check-driven sensor has not seen yet."""
+    from dagster._core.storage.asset_check_execution_record import (
+        AssetCheckExecutionRecordStatus as Status,
+    )
+
+    history = instance.event_log_storage.get_asset_check_execution_history(key, limit=50)
+    return sorted((r for r in history if r.id > after
+                   and r.status in (Status.SUCCEEDED, Status.FAILED)), key=lambda r: r.id)
 
 
 # ------------------------------------------------------------------------ landing
@@ -371,10 +382,7 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult
     handled: dict[str, str] = dict(cursor.get("handled", {}))
     episode: dict[str, str] | None = cursor.get("episode")
 
-    history = context.instance.event_log_storage.get_asset_check_execution_history(
-        DRIFT_CHECK, limit=50)
-    fresh = sorted((r for r in history if r.id > after
-                    and r.status in (Status.SUCCEEDED, Status.FAILED)), key=lambda r: r.id)
+    fresh = fresh_check_results(context.instance, DRIFT_CHECK, after)
     if not fresh:
         return dg.SensorResult(skip_reason="no new drift check results", cursor=context.cursor)
     requests: list[dg.RunRequest] = []
