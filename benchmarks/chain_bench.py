@@ -21,7 +21,7 @@ What is measured (every tool runs with the venv's bin first on PATH and DVC_NO_A
 2. DVC no-op: `dvc repro` again in the same copy, --noop-repeats times; the target is judged
    on the median.
 3. Dagster: another fresh copy with a temporary DAGSTER_HOME (the project's dagster.yaml),
-   `mlops_assets.orchestrate.materialize_chain` in a child python process. The time compared
+   `mlops_assets.demo.orchestrate.materialize_chain` in a child python process. The time compared
    with `dvc repro` cold is the child's wall time from spawn to exit: interpreter start,
    importing dagster + mlops_assets, loading the definitions, both runs (landing; then all
    other assets, the registry assets included if the selection holds them), and the
@@ -214,7 +214,7 @@ from pathlib import Path
 root = Path(sys.argv[1])
 import dagster as dg
 import mlops_assets
-from mlops_assets.orchestrate import materialize_chain
+from mlops_assets.demo.orchestrate import materialize_chain
 t_imported = time.time()
 instance = dg.DagsterInstance.get()
 summary = materialize_chain(root, progress=False, instance=instance)

@@ -90,7 +90,7 @@ class _IOClock:
     def __init__(self) -> None:
         import threading
 
-        from mlops_assets.core import drift_profile
+        from mlops_assets.core.drift import profile as drift_profile
 
         self.intervals: list[tuple[float, float]] = []
         self.lock = threading.Lock()
@@ -160,7 +160,7 @@ def run_ours(ref: str, cur: str, mode: str) -> dict:
     t1 = time.perf_counter()
     return {"wall": t1 - t0, "compute": t1 - t0 - io.seconds(), "drifted": rep["n_drifted"],
             "severity": rep["severity"], "mv": rep["multivariate"].get("drifted"),
-            "threads": drift._workers(None, rep["current"]["rows"], rep["n_features"])}
+            "threads": drift.report._workers(None, rep["current"]["rows"], rep["n_features"])}
 
 
 def run_read_sort(ref: str, cur: str, mode: str) -> dict:

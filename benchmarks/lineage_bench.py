@@ -84,7 +84,7 @@ def build_chain(root: Path, weeks: int, rows: int) -> dict[str, float]:
 
     from mlops_assets.core.contract import load_contract
     from mlops_assets.core.io import write_json_atomic
-    from mlops_assets.params_edit import update_params_section
+    from mlops_assets.repo.params_edit import update_params_section
     from mlops_assets_tests.conftest import make_project_copy
 
     t: dict[str, float] = {}

@@ -17,10 +17,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mlops_assets.core import batch_scoring  # noqa: E402
-from mlops_assets.core import live_performance as lp  # noqa: E402
 from mlops_assets.core.generate import FraudScenario, generate_week  # noqa: E402
-from mlops_assets_tests.core.test_live_performance import contract, trained  # noqa: E402
+from mlops_assets.core.monitoring import batch_scoring  # noqa: E402
+from mlops_assets.core.monitoring import live_performance as lp  # noqa: E402
+from mlops_assets_tests.core.monitoring.test_live_performance import contract, trained  # noqa: E402
 
 
 def main() -> None:

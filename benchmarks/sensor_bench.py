@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:
 
 
 def _workspace(tmp: Path, overrides: dict) -> Path:
-    from mlops_assets.incident import make_workspace
+    from mlops_assets.demo.incident import make_workspace
 
     return make_workspace(ROOT, tmp / "project", overrides)
 
@@ -96,14 +96,14 @@ def latency(timeout: float = 600) -> dict:
 
     from mlops_assets.core.generate import FraudScenario, generate_week
     from mlops_assets.core.io import write_parquet_atomic
-    from mlops_assets.processes import start_daemon, start_webserver, wait_daemon_healthy
+    from mlops_assets.demo.processes import start_daemon, start_webserver, wait_daemon_healthy
 
     with tempfile.TemporaryDirectory() as d:
         root = _workspace(Path(d), {"sample_data": {"rows_per_week": 2500, "weeks": 11}})
         home = root / ".dagster_home"
         os.environ.update(MLOPS_ASSETS_ROOT=str(root), DAGSTER_HOME=str(home))
         os.chdir(root)
-        from mlops_assets.orchestrate import materialize_chain
+        from mlops_assets.demo.orchestrate import materialize_chain
 
         with dg.DagsterInstance.get() as instance:
             assert materialize_chain(root, progress=False, instance=instance)["success"]

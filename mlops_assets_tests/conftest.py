@@ -57,7 +57,7 @@ def make_project_copy(dest: Path, params_overrides: dict[str, dict] | None = Non
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / rel, target)
     if params_overrides:
-        from mlops_assets.params_edit import update_params_section
+        from mlops_assets.repo.params_edit import update_params_section
 
         for section, values in params_overrides.items():
             update_params_section(dest / "params.yaml", section, values)

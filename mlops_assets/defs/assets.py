@@ -12,7 +12,6 @@ import dagster as dg
 
 from mlops_assets import stages as st
 from mlops_assets.defs.metadata import CHECKS, asset_metadata, check_results
-from mlops_assets.dvc_bridge import commit_stage, lock_outs, record_audit, repo_lock
 from mlops_assets.pipeline import (
     ASSET_GROUPS,
     STAGE_ASSETS,
@@ -21,6 +20,7 @@ from mlops_assets.pipeline import (
     project_root,
     stage_code_files,
 )
+from mlops_assets.repo.dvc_bridge import commit_stage, lock_outs, record_audit, repo_lock
 
 BATCHES = dg.DynamicPartitionsDefinition(name="batches")
 PARTITIONED_STAGES = {"snapshot": BATCHES}
@@ -75,7 +75,7 @@ def _run(context: dg.AssetExecutionContext, stage: str,
         keys = list(context.partition_keys)
     with repo_lock(root):
         if overrides:
-            from mlops_assets.params_edit import update_params_section
+            from mlops_assets.repo.params_edit import update_params_section
 
             update_params_section(root / "params.yaml", section, overrides)
             context.log.info(f"params.yaml {section} section updated from run config: {overrides}")

@@ -97,7 +97,7 @@ def asset_metadata(key: str, result: StageResult, root: Path) -> dict[str, Any]:
         out["record"] = _path(root, "data/model/model.json")
         out["record_json"] = dg.MetadataValue.json(r)
         if r.get("model_md5"):  # the link to its lineage record (mlops-assets lineage VERSION)
-            from mlops_assets.lineage_cli import model_lineage_metadata
+            from mlops_assets.cli.lineage import model_lineage_metadata
 
             out.update(model_lineage_metadata(root, r["model_md5"]))
     elif key == "evaluation":

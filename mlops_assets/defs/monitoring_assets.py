@@ -41,8 +41,8 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from mlops_assets.core import live_performance as lp
 from mlops_assets.core.io import DataError, md5_file, read_table, write_json_atomic
+from mlops_assets.core.monitoring import live_performance as lp
 from mlops_assets.defs.metadata import CHECKS, asset_metadata, check_results
 from mlops_assets.defs.registry_assets import NOT_MIRRORED, OWNERS, REGISTRY_TAGS
 from mlops_assets.defs.sensors import (
@@ -111,7 +111,7 @@ def consolidated_log_path(root: Path, settings: dict[str, Any], day: str) -> Pat
 )
 def inference_log(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     from mlops_assets.core.io import write_parquet_atomic
-    from mlops_assets.serve.inference_log import read_inference_log, segment_files
+    from mlops_assets.core.monitoring.inference_log import read_inference_log, segment_files
 
     root = project_root()
     _, s, _ = _setup(root)
@@ -379,9 +379,9 @@ def live_performance(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
                 "for offline backfills.",
 )
 def batch_predictions(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-    from mlops_assets.core import batch_scoring
     from mlops_assets.core.ingest import manifest_entries, read_snapshot
     from mlops_assets.core.io import write_parquet_atomic
+    from mlops_assets.core.monitoring import batch_scoring
     from mlops_assets.serve.model_holder import load_production
     from mlops_assets.stages import SNAPSHOTS
 
@@ -415,7 +415,7 @@ def batch_predictions(context: dg.AssetExecutionContext) -> dg.MaterializeResult
 
 def scan_log_days(log_dir: Path) -> dict[str, dict[str, Any]]:
     """day -> {sig: md5 of its segment names (segments are immutable), newest: mtime}."""
-    from mlops_assets.serve.inference_log import segment_files
+    from mlops_assets.core.monitoring.inference_log import segment_files
 
     out: dict[str, dict[str, Any]] = {}
     for p in segment_files(log_dir):

@@ -121,7 +121,7 @@ def retrain_run_config(window: dict[str, str]) -> dict[str, Any]:
 
 
 def _audit(root: Path, event: dict[str, Any]) -> None:
-    from mlops_assets.dvc_bridge import record_audit
+    from mlops_assets.repo.dvc_bridge import record_audit
 
     try:  # not re-pinned in DVC from a sensor tick: the next run or registry command does
         record_audit(root, event, track=False)

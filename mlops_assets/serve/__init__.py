@@ -6,7 +6,7 @@ Modules:
   validation     request records against the dataset contract (422 naming field and record);
   fast_path      the per-request scoring path without pandas/Pipeline overhead, checked
                  bit-identical to build_features + core.train.score at every model load;
-  inference_log  append-only Parquet segments of every scored record;
+  (the inference log format and reader live in core.monitoring.inference_log);
   metrics        Prometheus metrics of one app instance;
   app            the FastAPI application (`create_app`).
 No dagster import here.

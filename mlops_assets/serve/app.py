@@ -45,8 +45,8 @@ from starlette.concurrency import run_in_threadpool
 from mlops_assets.core.contract import Contract, column_constraints
 from mlops_assets.core.features import build_features
 from mlops_assets.core.io import DataError
+from mlops_assets.core.monitoring.inference_log import LOG_DIR, InferenceLog
 from mlops_assets.serve.fast_path import FastColumns, frame_columns
-from mlops_assets.serve.inference_log import LOG_DIR, InferenceLog
 from mlops_assets.serve.metrics import ServeMetrics
 from mlops_assets.serve.model_holder import (
     LoadedModel,

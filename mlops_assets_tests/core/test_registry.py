@@ -273,7 +273,7 @@ def test_concurrent_promotions_leave_exactly_one_production(tmp_path: Path) -> N
 
 
 def test_cli_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from mlops_assets.cli import main
+    from mlops_assets.cli.main import main
 
     m, r, e = _model(tmp_path, "a")
     root = ["registry", "--root", str(tmp_path)]

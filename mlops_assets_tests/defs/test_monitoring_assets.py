@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_assets.core import batch_scoring
 from mlops_assets.core.io import md5_file, read_table, write_parquet_atomic
+from mlops_assets.core.monitoring import batch_scoring
 from mlops_assets.defs import monitoring_assets as ma
 from mlops_assets_tests.conftest import run, tool_env
 from mlops_assets_tests.serve.helpers import to_record, trained_project
@@ -240,7 +240,7 @@ def test_batch_predictions_equal_the_service_scores(project: tuple[Path, str]) -
                                [p["score"] for p in payload["predictions"]], rtol=0, atol=1e-12)
     assert out["decision"].tolist()[:1500] == [p["decision"] for p in payload["predictions"]]
     svc.log.flush()
-    from mlops_assets.serve.inference_log import read_inference_log
+    from mlops_assets.core.monitoring.inference_log import read_inference_log
 
     assert list(out.columns) == list(read_inference_log(root / "data/inference_log_parity").columns)
 
@@ -257,7 +257,7 @@ def test_sensors_skip_on_a_fresh_project(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_a_day_still_being_written_waits_until_it_settles(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlops_assets.serve.inference_log import InferenceLog
+    from mlops_assets.core.monitoring.inference_log import InferenceLog
 
     monkeypatch.setenv("MLOPS_ASSETS_ROOT", str(tmp_path))
     log = InferenceLog(tmp_path / "data/inference_log")

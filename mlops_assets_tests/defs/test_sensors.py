@@ -248,7 +248,7 @@ def _only_drift_failed(run: dg.ExecuteInProcessResult) -> bool:
 
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
-    from mlops_assets.orchestrate import materialize_chain
+    from mlops_assets.demo.orchestrate import materialize_chain
 
     root = make_project_copy(tmp_path_factory.mktemp("sensors") / "project",
                              {"sample_data": {"rows_per_week": 2500, "weeks": 11}},
@@ -453,7 +453,7 @@ def test_weekly_schedule_is_off_by_default_and_on_with_the_flag(
         ctx = dg.build_schedule_context(instance=instance)
         out = weekly_retrain_schedule.evaluate_tick(ctx)
         assert not out.run_requests and "weekly_retrain is false" in (out.skip_message or "")
-        from mlops_assets.params_edit import update_params_section
+        from mlops_assets.repo.params_edit import update_params_section
 
         update_params_section(landing_root / "params.yaml", "automation", {"weekly_retrain": True})
         out = weekly_retrain_schedule.evaluate_tick(dg.build_schedule_context(instance=instance))

@@ -1,12 +1,12 @@
 """Start and stop the Dagster webserver and daemon for a project copy, for tests.
 
-The generic process helpers live in mlops_assets/processes.py (the incident replay starts
+The generic process helpers live in mlops_assets/demo/processes.py (the incident replay starts
 the daemon too); this module re-exports them and adds what only tests need
 (`stop_automation`)."""
 
 from __future__ import annotations
 
-from mlops_assets.processes import (  # noqa: F401  (re-exported for the tests)
+from mlops_assets.demo.processes import (  # noqa: F401  (re-exported for the tests)
     DAEMON_HEALTH,
     VENV_BIN,
     GraphQLError,

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from mlops_assets.core.io import md5_file
-from mlops_assets.params_edit import update_params_section
+from mlops_assets.repo.params_edit import update_params_section
 from mlops_assets_tests.byod import write_breast_cancer_landing
 from mlops_assets_tests.conftest import run
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_breast_cancer_dataset_runs_through_the_same_chain(small_project: Path) -> None:
-    from mlops_assets.orchestrate import materialize_chain
+    from mlops_assets.demo.orchestrate import materialize_chain
 
     root = small_project
     contract = write_breast_cancer_landing(root / "data/landing", n_batches=6)
@@ -43,7 +43,7 @@ def test_breast_cancer_dataset_runs_through_the_same_chain(small_project: Path) 
 
 
 def test_bad_batch_fails_blocking_check_and_keeps_previous_version(small_project: Path) -> None:
-    from mlops_assets.orchestrate import materialize_chain
+    from mlops_assets.demo.orchestrate import materialize_chain
 
     root = small_project
     with dg.DagsterInstance.get() as instance:

@@ -28,7 +28,7 @@ def _file_md5s(root: Path) -> dict[str, str]:
 
 
 def test_dagster_then_dvc_agree(small_project: Path) -> None:
-    from mlops_assets.orchestrate import materialize_chain
+    from mlops_assets.demo.orchestrate import materialize_chain
 
     root = small_project
     with dg.DagsterInstance.get() as instance:

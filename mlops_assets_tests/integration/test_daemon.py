@@ -52,7 +52,7 @@ def test_drifted_batch_gives_exactly_one_retrain_with_the_daemon(
     from mlops_assets.core.generate import FraudScenario, generate_week
     from mlops_assets.core.io import write_parquet_atomic
     from mlops_assets.core.registry import Registry
-    from mlops_assets.orchestrate import materialize_chain
+    from mlops_assets.demo.orchestrate import materialize_chain
 
     root = make_project_copy(tmp_path / "project",
                              {"sample_data": {"rows_per_week": 2500, "weeks": 11},

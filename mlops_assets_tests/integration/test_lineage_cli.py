@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from mlops_assets.cli import main as cli_main
+from mlops_assets.cli.main import main as cli_main
 from mlops_assets_tests.conftest import SMALL, make_project_copy, run, tool_env
 
 pytestmark = pytest.mark.slow
@@ -170,7 +170,7 @@ def test_text_graph_and_console_script(project: Path, capsys) -> None:
 
 def test_model_lineage_metadata_for_the_dagster_ui(project: Path) -> None:
     """What defs/metadata.py can attach to the model asset: a link to the lineage record."""
-    from mlops_assets.lineage_cli import model_lineage_metadata
+    from mlops_assets.cli.lineage import model_lineage_metadata
 
     v = json.loads((project / "registry/production.json").read_text())["version"]
     meta = model_lineage_metadata(project, v)
@@ -388,7 +388,7 @@ def test_reproduce_a_model_trained_two_commits_ago(project: Path, capsys) -> Non
     env = tool_env(project, project / ".dagster_home")
     old = json.loads((project / "registry/production.json").read_text())["version"]
     params = yaml.safe_load((project / "params.yaml").read_text())
-    from mlops_assets.params_edit import update_params_section
+    from mlops_assets.repo.params_edit import update_params_section
 
     update_params_section(project / "params.yaml", "train",
                           {"learning_rate": params["train"]["learning_rate"] / 2})

@@ -84,7 +84,7 @@ def test_canary_over_http_names_the_staging_version_and_its_scores(project):
 
 
 def test_shadow_mode_answers_with_production_and_logs_both(project):
-    from mlops_assets.serve.inference_log import read_inference_log
+    from mlops_assets.core.monitoring.inference_log import read_inference_log
 
     root, version_a = project
     version_b = train_alternative(root)

@@ -141,9 +141,9 @@ def test_a_model_the_fast_path_does_not_know_is_served_by_the_general_path(proje
     """Service.predict with and without a fast scorer: same answers, same log columns."""
     from sklearn.linear_model import LogisticRegression
 
+    from mlops_assets.core.monitoring.inference_log import read_inference_log
     from mlops_assets.serve.app import ServeConfig, Service
     from mlops_assets.serve.fast_path import FastPathUnsupported, FastScorer
-    from mlops_assets.serve.inference_log import read_inference_log
     from mlops_assets.serve.model_holder import ModelHolder, build_fast_scorer, load_pinned
 
     root, version = project

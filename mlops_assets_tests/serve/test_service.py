@@ -288,8 +288,8 @@ def test_prometheus_metrics_by_version_field_and_score(client, project):
 
 def test_inference_log_round_trips_into_the_drift_report(client, project):
     from mlops_assets.core import drift
+    from mlops_assets.core.monitoring.inference_log import read_inference_log
     from mlops_assets.pipeline import load_params
-    from mlops_assets.serve.inference_log import read_inference_log
 
     root, version = project
     contract = _contract(root)

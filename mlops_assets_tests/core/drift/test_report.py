@@ -250,8 +250,8 @@ def test_contract_columns_and_bad_input() -> None:
     from mlops_assets.core.contract import load_contract
 
     contract = load_contract("mlops_assets/contracts/fraud.yaml")
-    types = drift.drift_profile.column_types(contract) if hasattr(drift, "drift_profile") else None
-    from mlops_assets.core.drift_profile import column_types
+    types = drift.profile.column_types(contract) if hasattr(drift, "profile") else None
+    from mlops_assets.core.drift.profile import column_types
 
     types = column_types(contract)
     assert types["channel"] == "categorical" and types["log_amount"] == "numeric"
@@ -295,7 +295,7 @@ def test_threads_spill_and_row_groups_do_not_change_a_byte(tmp_path, monkeypatch
     """Bounded-memory paths give the same bytes as the in-memory ones: any number of worker
     threads, a profile build that spills its values to disk, values files with several row
     groups per column, and Parquet batches read row group by row group."""
-    from mlops_assets.core import drift_profile
+    from mlops_assets.core.drift import profile as drift_profile
 
     monkeypatch.setattr(drift_profile, "VALUES_ROWS", 7_000)  # several row groups per column
     rng = np.random.default_rng(12)
@@ -341,7 +341,7 @@ def test_threads_spill_and_row_groups_do_not_change_a_byte(tmp_path, monkeypatch
 def test_dictionary_columns_count_like_strings(tmp_path) -> None:
     import pyarrow as pa
 
-    from mlops_assets.core.drift_profile import ParquetSource, category_counts
+    from mlops_assets.core.drift.profile import ParquetSource, category_counts
 
     col = pa.chunked_array([pa.array(["a", "b", None, "a"]).dictionary_encode(),
                             pa.array(["b", "zz", None]).dictionary_encode()])

@@ -244,7 +244,7 @@ def run_lineage(args: argparse.Namespace) -> int:
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
-    from mlops_assets.reproduce import ReproduceError, render_result, reproduce
+    from mlops_assets.repo.reproduce import ReproduceError, render_result, reproduce
 
     try:
         result = reproduce(project_root(), args.model, keep=args.keep,

@@ -55,7 +55,7 @@ def _project_files(src: Path) -> list[str]:
 def make_workspace(src: Path, dest: Path, overrides: dict[str, dict[str, Any]]) -> Path:
     """A copy of the project's source files as a fresh git repo, without data, lock or
     registry state (the pointer starts empty)."""
-    from mlops_assets.params_edit import update_params_section
+    from mlops_assets.repo.params_edit import update_params_section
 
     for rel in _project_files(src):
         if rel == "dvc.lock" or (rel.startswith("registry/") and rel != "registry/production.json"):
@@ -289,7 +289,7 @@ def _normal_weeks(root: Path, instance: Any, full: Any, normal: list[int],
                   say: Any) -> tuple[list[dict[str, Any]], str]:
     """Land the normal weeks, run the chain through Dagster, approve the first model."""
     from mlops_assets.core.ingest import batch_key
-    from mlops_assets.orchestrate import materialize_chain
+    from mlops_assets.demo.orchestrate import materialize_chain
 
     t0 = time.perf_counter()
     say(f"[incident] workspace {root}")
@@ -366,7 +366,7 @@ def _holiday_with_daemon(root: Path, instance: Any, full: Any, holiday: list[int
     from mlops_assets.core.io import write_parquet_atomic
     from mlops_assets.core.registry import AUDIT_LOG, REGISTRY_DIR, Registry
     from mlops_assets.defs.sensors import BATCH_TAG, DRIFT_CHECK, TRIGGER_TAG
-    from mlops_assets.processes import start_daemon, start_webserver, wait_daemon_heartbeats
+    from mlops_assets.demo.processes import start_daemon, start_webserver, wait_daemon_heartbeats
 
     home = root / ".dagster_home"
     reg = Registry(root)

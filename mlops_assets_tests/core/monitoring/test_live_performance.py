@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_assets.core import batch_scoring
-from mlops_assets.core import live_performance as lp
 from mlops_assets.core.contract import Contract, load_contract
 from mlops_assets.core.features import build_features
 from mlops_assets.core.generate import FraudScenario, generate_week
 from mlops_assets.core.io import DataError, write_parquet_atomic
+from mlops_assets.core.monitoring import batch_scoring
+from mlops_assets.core.monitoring import live_performance as lp
 from mlops_assets.core.train import TrainParams, train_model
 from mlops_assets.core.validate import validate_frame
 

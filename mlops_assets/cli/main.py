@@ -14,7 +14,7 @@ from mlops_assets.pipeline import project_root
 def _demo(args: argparse.Namespace) -> int:
     """Land the embedded sample data and materialise the whole chain in the project's
     Dagster instance, exactly as the UI would, then say where everything is."""
-    from mlops_assets.orchestrate import materialize_chain
+    from mlops_assets.demo.orchestrate import materialize_chain
 
     root = project_root()
     os.environ.setdefault("DAGSTER_HOME", str(root / ".dagster_home"))
@@ -60,25 +60,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", type=Path)
     p.set_defaults(func=_stage)
     try:
-        from mlops_assets.drift_cli import add_drift_parser, run_drift
+        from mlops_assets.cli.drift import add_drift_parser, run_drift
 
         add_drift_parser(sub).set_defaults(func=run_drift)
     except ImportError:  # the drift CLI module is optional at import time
         pass
     try:
-        from mlops_assets.registry_cli import add_registry_parsers
+        from mlops_assets.cli.registry import add_registry_parsers
 
         add_registry_parsers(sub)
     except ImportError:  # the registry CLI module is optional at import time
         pass
     try:
-        from mlops_assets.lineage_cli import add_lineage_parsers
+        from mlops_assets.cli.lineage import add_lineage_parsers
 
         add_lineage_parsers(sub)
     except ImportError:  # the lineage CLI module is optional at import time
         pass
     try:
-        from mlops_assets.serve_cli import add_serve_parser
+        from mlops_assets.cli.serve import add_serve_parser
 
         add_serve_parser(sub)
     except ImportError:  # the serve CLI module (and its web dependencies) is optional

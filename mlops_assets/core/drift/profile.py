@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mlops_assets.core import drift_stats as st
+from mlops_assets.core.drift import stats as st
 from mlops_assets.core.io import DataError, atomic_path, md5_file, write_json_atomic
 
 PROFILE_FORMAT = "mlops_assets.drift.reference_profile/1"

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_assets.drift_cli import main
+from mlops_assets.cli.drift import main
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -95,7 +95,7 @@ def test_runs_as_a_module(tmp_path) -> None:
     ref, cur = _frames()
     ref.to_parquet(tmp_path / "ref.parquet", index=False)
     cur.to_parquet(tmp_path / "cur.parquet", index=False)
-    proc = subprocess.run([sys.executable, "-m", "mlops_assets.drift_cli", "drift", "--reference",
+    proc = subprocess.run([sys.executable, "-m", "mlops_assets.cli.drift", "drift", "--reference",
                            str(tmp_path / "ref.parquet"), "--current", str(tmp_path / "cur.parquet")],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops_assets.core import drift_stats as st
-from mlops_assets.core.drift_html import markdown_table, render_html
-from mlops_assets.core.drift_profile import (
+from mlops_assets.core.drift import stats as st
+from mlops_assets.core.drift.html import markdown_table, render_html
+from mlops_assets.core.drift.profile import (
     MISSING,
     OTHER,
     SCORE,

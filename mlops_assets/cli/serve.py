@@ -149,7 +149,7 @@ def run_serve(args: argparse.Namespace) -> int:
     # /metrics reports the worker that answers the scrape.
     os.environ[_WORKER_ARGS] = json.dumps({k: str(v) if isinstance(v, Path) else v
                                            for k, v in vars(args).items() if k != "func"})
-    uvicorn.run("mlops_assets.serve_cli:worker_app", factory=True, host=args.host,
+    uvicorn.run("mlops_assets.cli.serve:worker_app", factory=True, host=args.host,
                 port=args.port, workers=workers, log_level=args.log_level, access_log=False,
                 lifespan="on")
     return 0
@@ -173,7 +173,7 @@ def worker_app() -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mlops_assets.serve_cli")
+    parser = argparse.ArgumentParser(prog="python -m mlops_assets.cli.serve")
     sub = parser.add_subparsers(dest="command", required=True)
     add_serve_parser(sub)
     args = parser.parse_args(argv)

@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_assets.core import batch_scoring
 from mlops_assets.core.generate import generate_week
 from mlops_assets.core.io import DataError
+from mlops_assets.core.monitoring import batch_scoring
+from mlops_assets.core.monitoring.inference_log import read_inference_log
 from mlops_assets.serve.app import ServeConfig, Service
-from mlops_assets.serve.inference_log import read_inference_log
 from mlops_assets.serve.model_holder import LoadedModel, ModelHolder
-from mlops_assets_tests.core.test_live_performance import SCENARIO, contract, trained
+from mlops_assets_tests.core.monitoring.test_live_performance import SCENARIO, contract, trained
 from mlops_assets_tests.serve.helpers import to_record
 
 

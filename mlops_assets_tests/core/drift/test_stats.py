@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from mlops_assets.core import drift_stats as st
+from mlops_assets.core.drift import stats as st
 
 
 def _ref(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -156,7 +156,7 @@ def _track(args: argparse.Namespace) -> int:
     registry command and Dagster run that appends to it re-pins it)."""
     from dvc.repo import Repo
 
-    from mlops_assets.dvc_bridge import repo_lock
+    from mlops_assets.repo.dvc_bridge import repo_lock
 
     root = _root(args)
     models = root / "registry" / "models"
@@ -189,7 +189,7 @@ def _guarded(func: Any, mutating: bool = False) -> Any:
 
 
 def _track_log(root: Path) -> None:
-    from mlops_assets.dvc_bridge import track_audit_log
+    from mlops_assets.repo.dvc_bridge import track_audit_log
 
     if (root / ".dvc").is_dir():
         track_audit_log(root)
@@ -236,7 +236,7 @@ def add_registry_parsers(sub: Any) -> argparse.ArgumentParser:
     q = rs.add_parser("log", help="the registry events of the audit log")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=_guarded(_log))
-    from mlops_assets.incident import add_incident_parser
+    from mlops_assets.demo.incident import add_incident_parser
 
     add_incident_parser(sub)  # `mlops-assets incident` (issue 4), mounted with the registry
     return p

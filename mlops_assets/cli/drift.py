@@ -49,7 +49,7 @@ def _read(path: str) -> Any:
 
     pth = Path(path)
     if pth.suffix.lower() in (".parquet", ".pq"):
-        from mlops_assets.core.drift_profile import ParquetSource
+        from mlops_assets.core.drift.profile import ParquetSource
 
         src = ParquetSource(pth)
         if src.n_rows == 0:
@@ -94,7 +94,7 @@ def _all_nan_numeric(tab: Any, col: str) -> bool:
 
 
 def _plan(ref: Any, cur: Any, args: argparse.Namespace) -> dict[str, str]:
-    from mlops_assets.core.drift_profile import infer_type
+    from mlops_assets.core.drift.profile import infer_type
 
     rd, cd = _dtypes(ref), _dtypes(cur)
     common = [c for c in rd if c in cd]
