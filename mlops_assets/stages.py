@@ -19,28 +19,30 @@ import pandas as pd
 
 from mlops_assets.core.contract import Contract, load_contract
 from mlops_assets.core.io import DataError, md5_file, read_table, write_json_atomic
+from mlops_assets.core.layout import (
+    DRIFT_HTML,
+    DRIFT_JSON,
+    EVALUATION,
+    FEATURE_META,
+    FEATURES,
+    HOLDOUT,
+    MODEL,
+    MODEL_RECORD,
+    PLOTS,
+    PRODUCTION_POINTER,
+    REFERENCE_PROFILE,
+    REFERENCE_VALUES,
+    RUNS_DIR,
+    SNAPSHOTS,
+    SPLIT_SUMMARY,
+    TRAIN,
+    VALIDATED,
+    VALIDATION_FAILED,
+    VALIDATION_REPORT,
+    registry_model_dir,
+)
 from mlops_assets.pipeline import load_params, project_root
 
-# Output paths, relative to the project root (dvc.yaml lists the same).
-LANDING = "data/landing"
-SNAPSHOTS = "data/snapshots"
-VALIDATED = "data/validated/dataset.parquet"
-VALIDATION_REPORT = "data/reports/validation.json"
-VALIDATION_FAILED = "data/reports/validation_failed.json"
-FEATURES = "data/features/features.parquet"
-FEATURE_META = "data/features/feature_meta.json"
-TRAIN = "data/split/train.parquet"
-HOLDOUT = "data/split/holdout.parquet"
-SPLIT_SUMMARY = "data/split/split.json"
-MODEL = "data/model/model.skops"
-MODEL_RECORD = "data/model/model.json"
-REFERENCE_PROFILE = "data/model/reference_profile.json"
-REFERENCE_VALUES = "data/model/reference_profile.parquet"
-EVALUATION = "data/reports/evaluation.json"
-PLOTS = "data/reports/plots"
-DRIFT_JSON = "data/reports/drift.json"
-DRIFT_HTML = "data/reports/drift.html"
-PRODUCTION_POINTER = "registry/production.json"
 TREND_BATCHES = 8  # earlier batches shown in the drift report's trend
 
 
@@ -256,14 +258,14 @@ def _drift_reference(ctx: StageContext) -> dict[str, str]:
     record and reference profile, stored beside it), so an unapproved candidate trained on
     the drifted data never makes a degrading production look normal. Before the first
     promotion, the model the chain trained last (the one that will serve)."""
-    from mlops_assets.core.registry import MODEL_FILE, MODELS, PROFILE_FILES, RECORD_FILE, REGISTRY_DIR
+    from mlops_assets.core.layout import MODEL_FILE, PROFILE_FILES, RECORD_FILE
 
     ref = {MODEL: MODEL, MODEL_RECORD: MODEL_RECORD, REFERENCE_PROFILE: REFERENCE_PROFILE,
            REFERENCE_VALUES: REFERENCE_VALUES, "source": "latest_trained"}
     pointer = ctx.path(PRODUCTION_POINTER)
     version = json.loads(pointer.read_text()).get("version") if pointer.exists() else None
     if version:
-        d = f"{REGISTRY_DIR}/{MODELS}/{version}"
+        d = registry_model_dir(version)
         files = {MODEL: f"{d}/{MODEL_FILE}", MODEL_RECORD: f"{d}/{RECORD_FILE}",
                  REFERENCE_PROFILE: f"{d}/{PROFILE_FILES[0]}",
                  REFERENCE_VALUES: f"{d}/{PROFILE_FILES[1]}"}
@@ -393,7 +395,7 @@ def _write_run_facts(root: Path, result: StageResult) -> None:
         sha = None
     facts = {"stage": result.stage, "compute_seconds": round(result.compute_seconds, 4),
              "finished_at": pd.Timestamp.now("UTC").isoformat(), "git_sha": sha}
-    write_json_atomic(root / "data" / "runs" / f"{result.stage}.json", facts)
+    write_json_atomic(root / RUNS_DIR / f"{result.stage}.json", facts)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,9 +41,10 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from mlops_assets.core import layout
 from mlops_assets.core.audit import append_event, read_events
 from mlops_assets.core.io import (
     DataError,
@@ -52,14 +53,13 @@ from mlops_assets.core.io import (
     write_json_atomic,
 )
 
-REGISTRY_DIR = "registry"
-POINTER = "production.json"
-STATE = "registry.json"
-MODELS = "models"
-AUDIT_LOG = "audit.log.jsonl"
-MODEL_FILE = "model.skops"
-RECORD_FILE = "model.json"
-PROFILE_FILES = ("reference_profile.json", "reference_profile.parquet")  # beside model.skops
+# File names inside the registry folder (core.layout holds the full paths).
+POINTER = PurePosixPath(layout.PRODUCTION_POINTER).name
+STATE = PurePosixPath(layout.REGISTRY_INDEX).name
+MODELS = PurePosixPath(layout.REGISTRY_MODELS).name
+AUDIT_LOG = PurePosixPath(layout.AUDIT_LOG).name
+REGISTRY_DIR, MODEL_FILE, RECORD_FILE = layout.REGISTRY_DIR, layout.MODEL_FILE, layout.RECORD_FILE
+PROFILE_FILES = layout.PROFILE_FILES  # beside model.skops
 
 CANDIDATE, STAGING, PRODUCTION, ARCHIVED = "candidate", "staging", "production", "archived"
 STAGES = (CANDIDATE, STAGING, PRODUCTION, ARCHIVED)

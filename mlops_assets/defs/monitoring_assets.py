@@ -381,9 +381,9 @@ def live_performance(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 def batch_predictions(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     from mlops_assets.core.ingest import manifest_entries, read_snapshot
     from mlops_assets.core.io import write_parquet_atomic
+    from mlops_assets.core.layout import SNAPSHOTS
     from mlops_assets.core.monitoring import batch_scoring
     from mlops_assets.serve.model_holder import load_production
-    from mlops_assets.stages import SNAPSHOTS
 
     root = project_root()
     _, s, contract = _setup(root)

@@ -10,10 +10,10 @@ from typing import Any
 
 import dagster as dg
 
+from mlops_assets.core.layout import EVALUATION, MODEL, MODEL_RECORD
 from mlops_assets.core.registry import PRODUCTION, Registry, RegistryError
 from mlops_assets.pipeline import project_root
 from mlops_assets.repo.dvc_bridge import repo_lock, track_audit_log
-from mlops_assets.stages import EVALUATION, MODEL, MODEL_RECORD
 
 NOT_MIRRORED = {"mlops_assets/dvc_mirrored": False}
 REGISTRY_TAGS = {"mlops_assets/dvc_mirrored": "false"}

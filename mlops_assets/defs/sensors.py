@@ -206,7 +206,7 @@ def _changed_since(p: Path, size: int, mtime_ns: int) -> bool:
 def drift_inputs_ready(root: Path) -> bool:
     """Whether the drift stage can run: the trained model, its record and the reference
     profile it measures against (written by training) all exist."""
-    from mlops_assets.stages import MODEL, MODEL_RECORD, REFERENCE_PROFILE, REFERENCE_VALUES
+    from mlops_assets.core.layout import MODEL, MODEL_RECORD, REFERENCE_PROFILE, REFERENCE_VALUES
 
     return all((root / p).is_file() for p in (MODEL, MODEL_RECORD, REFERENCE_PROFILE,
                                               REFERENCE_VALUES))
@@ -224,7 +224,7 @@ def _snapshotted(root: Path) -> dict[str, str]:
     """batch key -> md5 of its current snapshot (the manifest), {} if there is none."""
     from mlops_assets.core.ingest import load_manifest
     from mlops_assets.core.io import DataError
-    from mlops_assets.stages import SNAPSHOTS
+    from mlops_assets.core.layout import SNAPSHOTS
 
     try:
         return {e["batch"]: e["md5"] for e in load_manifest(root / SNAPSHOTS)["entries"]}
@@ -303,7 +303,7 @@ def read_pinned_report(root: Path, data_version: str | None) -> dict[str, Any] |
     """The drift.json whose dvc md5 is `data_version`: from the DVC cache, or the working
     tree if it still has those bytes (the pinned version, never "whatever is newest")."""
     from mlops_assets.core.io import md5_file
-    from mlops_assets.stages import DRIFT_JSON
+    from mlops_assets.core.layout import DRIFT_JSON
 
     live = root / DRIFT_JSON
     candidates = []
@@ -322,7 +322,7 @@ def drift_event_key(report: dict[str, Any], root: Path) -> tuple[str, dict[str, 
     import hashlib
 
     from mlops_assets.core.ingest import load_manifest
-    from mlops_assets.stages import SNAPSHOTS
+    from mlops_assets.core.layout import SNAPSHOTS
 
     lineage = report.get("lineage", {})
     batch = str(lineage.get("current_batch"))
@@ -339,7 +339,7 @@ def drift_event_key(report: dict[str, Any], root: Path) -> tuple[str, dict[str, 
 def _target_report_md5(instance: dg.DagsterInstance, evaluation: Any) -> str | None:
     """The dvc md5 of the drift.json the failed check evaluated: from the `dvc/outs` metadata
     of the check's target materialisation (its data version is the first out, the HTML)."""
-    from mlops_assets.stages import DRIFT_JSON
+    from mlops_assets.core.layout import DRIFT_JSON
 
     target = getattr(evaluation, "target_materialization_data", None)
     if target is None:
@@ -461,7 +461,7 @@ def _newest_timestamp(root: Path, params: dict[str, Any]) -> Any:
     import pyarrow.parquet as pq
 
     from mlops_assets.core.contract import load_contract
-    from mlops_assets.stages import FEATURES
+    from mlops_assets.core.layout import FEATURES
 
     path = root / FEATURES
     if not path.exists():

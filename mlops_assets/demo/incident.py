@@ -119,10 +119,10 @@ def _fpr(root: Path, version: str | None, batch: str) -> float | None:
     from mlops_assets.core.contract import load_contract
     from mlops_assets.core.evaluate import classification_metrics
     from mlops_assets.core.io import read_table
+    from mlops_assets.core.layout import FEATURES
     from mlops_assets.core.registry import Registry
     from mlops_assets.core.train import load_model, score
     from mlops_assets.pipeline import load_params
-    from mlops_assets.stages import FEATURES
 
     if not version:
         return None
@@ -140,7 +140,7 @@ def _fpr(root: Path, version: str | None, batch: str) -> float | None:
 
 
 def _drift(root: Path) -> dict[str, Any]:
-    from mlops_assets.stages import DRIFT_JSON
+    from mlops_assets.core.layout import DRIFT_JSON
 
     rep = json.loads((root / DRIFT_JSON).read_text())
     return {"severity": rep.get("severity"), "drift_share": rep.get("drift_share"),
@@ -209,8 +209,8 @@ def _landing_report(root: Path, instance: Any, run_id: str) -> dict[str, Any]:
     retrain that may follow rewrites data/reports/drift.json)."""
     import dagster as dg
 
+    from mlops_assets.core.layout import DRIFT_JSON
     from mlops_assets.defs.sensors import read_pinned_report
-    from mlops_assets.stages import DRIFT_JSON
 
     recs = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("drift_report")), limit=20).records

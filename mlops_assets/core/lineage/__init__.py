@@ -48,28 +48,28 @@ import yaml
 
 LINEAGE_FORMAT = "mlops_assets.lineage/1"
 
-# Paths of the chain (the same constants as mlops_assets.stages; repeated here so that the
-# core does not import the stage module and its dependencies).
-LANDING = "data/landing"
-SNAPSHOTS = "data/snapshots"
-MANIFEST = "data/snapshots/manifest.json"
-VALIDATED = "data/validated/dataset.parquet"
-VALIDATION_REPORT = "data/reports/validation.json"
-FEATURES = "data/features/features.parquet"
-FEATURE_META = "data/features/feature_meta.json"
-TRAIN = "data/split/train.parquet"
-HOLDOUT = "data/split/holdout.parquet"
-SPLIT_SUMMARY = "data/split/split.json"
-MODEL = "data/model/model.skops"
-MODEL_RECORD = "data/model/model.json"
-REFERENCE_PROFILE = "data/model/reference_profile.json"
-EVALUATION = "data/reports/evaluation.json"
-DRIFT_JSON = "data/reports/drift.json"
-REGISTRY_DIR = "registry"
-REGISTRY_INDEX = "registry/registry.json"
-PRODUCTION_POINTER = "registry/production.json"
-AUDIT_LOG = "registry/audit.log.jsonl"
-RUNS_DIR = "data/runs"
+from mlops_assets.core.layout import (  # noqa: E402
+    AUDIT_LOG,
+    DRIFT_JSON,
+    EVALUATION,
+    FEATURE_META,
+    FEATURES,
+    HOLDOUT,
+    LANDING,
+    MANIFEST,
+    MODEL,
+    MODEL_RECORD,
+    PRODUCTION_POINTER,
+    REFERENCE_PROFILE,
+    REGISTRY_DIR,
+    REGISTRY_INDEX,
+    RUNS_DIR,
+    SNAPSHOTS,
+    SPLIT_SUMMARY,
+    TRAIN,
+    VALIDATED,
+    VALIDATION_REPORT,
+)
 
 TRAIN_STAGE = "train"
 
