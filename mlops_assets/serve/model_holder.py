@@ -33,12 +33,7 @@ from mlops_assets.core import layout
 from mlops_assets.core.contract import Contract
 from mlops_assets.core.features import build_features
 from mlops_assets.core.io import DataError, md5_file
-from mlops_assets.core.pinned_model import (
-    NoProductionModel,
-    production_pointer,
-    require_production,
-    verify_pinned,
-)
+from mlops_assets.core.pinned_model import require_production, verify_pinned
 from mlops_assets.core.registry import STAGING, Registry, Settings
 from mlops_assets.core.train import load_model, score
 from mlops_assets.serve.fast_path import FastPathUnsupported, FastScorer, frame_columns, parity_check
@@ -48,8 +43,6 @@ log = logging.getLogger("mlops_assets.serve")
 
 POINTER = layout.PRODUCTION_POINTER
 REGISTRY_STATE = layout.REGISTRY_INDEX
-__all__ = ["LoadedModel", "ModelHolder", "NoProductionModel", "ProductionWatcher",
-           "load_pinned", "load_production", "read_pointer", "staging_entry"]
 
 
 @dataclass(frozen=True)
@@ -73,11 +66,6 @@ class LoadedModel:
 
     def scores(self, features: pd.DataFrame, contract: Contract) -> np.ndarray:
         return score(self.pipeline, features, contract)
-
-
-def read_pointer(root: Path) -> dict[str, Any] | None:
-    """The production pointer, or None when there is no production model."""
-    return production_pointer(root)
 
 
 def load_pinned(root: Path, contract: Contract, model_path: str | Path, version: str | None,
