@@ -48,7 +48,7 @@ from mlops_assets.core.io import DataError, md5_file
 from mlops_assets.core.monitoring import batch_scoring, live_drift
 from mlops_assets.core.monitoring import live_performance as lp
 from mlops_assets.core.monitoring.files import label_files, labels_signature, rel
-from mlops_assets.core.monitoring.inference_log import consolidate_day, scan_log_days
+from mlops_assets.core.monitoring.inference_log import consolidate_day, scan_log_days, settled_changes
 from mlops_assets.core.pinned_model import production_pointer
 from mlops_assets.defs.metadata import CHECKS, asset_metadata, check_results
 from mlops_assets.defs.registry_assets import NOT_MIRRORED, OWNERS, REGISTRY_TAGS
@@ -329,17 +329,12 @@ def monitoring_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         return dg.SkipReason(f"no inference log under {s['inference_log_dir']} yet")
     existing = set(context.instance.get_dynamic_partitions(LOG_DAYS.name))
     new_keys = [d for d in days if d not in existing]
-    now = dt.datetime.now().timestamp()
+    ready, waiting = settled_changes(days, seen, dt.datetime.now().timestamp(),
+                                     float(s["log_settle_seconds"]))
     requests: list[dg.RunRequest] = []
-    waiting: list[str] = []
-    for day, info in days.items():
-        if seen.get(day) == info["sig"]:
-            continue
-        if now - info["newest"] < float(s["log_settle_seconds"]):
-            waiting.append(day)
-            continue
-        seen[day] = info["sig"]
-        requests.append(dg.RunRequest(run_key=f"inference_log:{day}:{info['sig']}",
+    for day in ready:
+        seen[day] = days[day]["sig"]
+        requests.append(dg.RunRequest(run_key=f"inference_log:{day}:{days[day]['sig']}",
                                       partition_key=day,
                                       asset_selection=[dg.AssetKey(k) for k in LOG_ASSETS],
                                       tags={TRIGGER_TAG: "inference_log"}))

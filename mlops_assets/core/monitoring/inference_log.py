@@ -252,3 +252,17 @@ def scan_log_days(log_dir: Path) -> dict[str, dict[str, Any]]:
     return {day: {"sig": hashlib.md5("\n".join(d["names"]).encode()).hexdigest()[:16],
                   "newest": d["newest"], "segments": len(d["names"])}
             for day, d in sorted(out.items())}
+
+
+def settled_changes(days: Mapping[str, Mapping[str, Any]], seen: Mapping[str, str], now: float,
+                    settle_seconds: float) -> tuple[list[str], list[str]]:
+    """The days (`scan_log_days`) whose segments changed since `seen` (day -> sig), split
+    into (ready, waiting): a day is consolidated only once no segment of it is younger than
+    `settle_seconds`, so a day the service is still writing is not consolidated per flush."""
+    ready: list[str] = []
+    waiting: list[str] = []
+    for day, info in days.items():
+        if seen.get(day) == info["sig"]:
+            continue
+        (waiting if now - info["newest"] < settle_seconds else ready).append(day)
+    return ready, waiting

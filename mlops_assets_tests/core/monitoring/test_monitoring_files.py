@@ -18,6 +18,7 @@ from mlops_assets.core.monitoring.inference_log import (
     InferenceLog,
     consolidate_day,
     scan_log_days,
+    settled_changes,
 )
 from mlops_assets_tests.core.monitoring.test_live_performance import _log, contract
 
@@ -64,6 +65,14 @@ def test_scan_signature_changes_with_a_new_segment(tmp_path: Path) -> None:
     _segments(tmp_path, [rec.assign(request_time=rec["request_time"] + pd.Timedelta(hours=1))])
     after = scan_log_days(tmp_path / layout.INFERENCE_LOG)["2025-12-01"]
     assert after["segments"] == 2 and after["sig"] != before["2025-12-01"]["sig"]
+
+
+def test_only_changed_and_settled_days_are_ready() -> None:
+    days = {"d1": {"sig": "a", "newest": 100.0}, "d2": {"sig": "b", "newest": 195.0},
+            "d3": {"sig": "c", "newest": 100.0}}
+    assert settled_changes(days, {"d1": "a"}, now=200.0, settle_seconds=30) == (["d3"], ["d2"])
+    assert settled_changes(days, {"d1": "old"}, now=300.0, settle_seconds=30) == \
+        (["d1", "d2", "d3"], [])
 
 
 def test_labels_signature_follows_the_files(tmp_path: Path) -> None:
