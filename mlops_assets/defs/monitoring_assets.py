@@ -1,6 +1,8 @@
 """Monitoring in Dagster: the service's traffic as assets, live drift, delayed labels, live
-quality, and offline batch scoring (issue 6). Thin: the logic is core.live_performance,
-core.batch_scoring, core.drift and the service's own log reader and model loader.
+quality, and offline batch scoring (issue 6). Thin: the logic is core.monitoring
+(inference_log, live_drift, live_performance, batch_scoring) and core.pinned_model; this
+module holds the asset, check and sensor definitions, reads params and sensor state, and
+shapes metadata.
 
 None of these is a DVC stage (the inference log grows while the service runs; labels land
 whenever the card scheme sends them), so all carry `mlops_assets/dvc_mirrored: false` and
@@ -28,8 +30,8 @@ labels / live_performance
     window with the holdout numbers; `live_quality_retrain_sensor` requests one retrain per
     failed evaluation, keyed on the live_performance data version.
 batch_predictions (partitions "batches")
-    A snapshot scored by the production model (pinned by its version hash, loaded by the
-    service's loader) with the inference log's columns.
+    A snapshot scored by the production model (pinned by its version hash, loaded by
+    core.pinned_model like the service's) with the inference log's columns.
 """
 
 import datetime as dt
@@ -41,8 +43,13 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from mlops_assets.core.io import DataError, md5_file, read_table, write_json_atomic
+from mlops_assets.core.contract import Contract, load_contract
+from mlops_assets.core.io import DataError, md5_file
+from mlops_assets.core.monitoring import batch_scoring, live_drift
 from mlops_assets.core.monitoring import live_performance as lp
+from mlops_assets.core.monitoring.files import label_files, labels_signature, rel
+from mlops_assets.core.monitoring.inference_log import consolidate_day, scan_log_days, settled_changes
+from mlops_assets.core.pinned_model import production_pointer
 from mlops_assets.defs.metadata import CHECKS, asset_metadata, check_results
 from mlops_assets.defs.registry_assets import NOT_MIRRORED, OWNERS, REGISTRY_TAGS
 from mlops_assets.defs.sensors import (
@@ -57,6 +64,7 @@ from mlops_assets.defs.sensors import (
     retrain_window,
 )
 from mlops_assets.pipeline import load_params, project_root
+from mlops_assets.stages import StageResult
 
 LOG_DAYS = dg.DynamicPartitionsDefinition(name="inference_days")
 BATCHES = dg.DynamicPartitionsDefinition(name=BATCHES_NAME)  # == defs/assets.py BATCHES
@@ -71,30 +79,19 @@ PERFORMANCE_ASSETS = ["labels", "live_performance"]
 LIVE_QUALITY_EVENT_TAG = "mlops_assets/live_quality_event"
 
 
-def _setup(root: Path) -> tuple[dict[str, Any], dict[str, Any], Any]:
-    from mlops_assets.core.contract import load_contract
-
+def _setup(root: Path) -> tuple[dict[str, Any], dict[str, Any], Contract]:
+    """(params, monitoring settings, contract) of the project."""
     params = load_params(root)
     return params, lp.monitoring_settings(params), load_contract(root / params["dataset"]["contract"])
-
-
-def _out(root: Path, settings: dict[str, Any], *parts: str) -> Path:
-    return root / settings["output_dir"] / Path(*parts)
-
-
-def _rel(root: Path, p: Path) -> str:
-    try:
-        return p.relative_to(root).as_posix()
-    except ValueError:
-        return str(p)
 
 
 def _schema(df: pd.DataFrame) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(str(c), str(t)) for c, t in df.dtypes.items()])
 
 
-def consolidated_log_path(root: Path, settings: dict[str, Any], day: str) -> Path:
-    return _out(root, settings, "inference_log", f"date={day}.parquet")
+def _counts(df: pd.DataFrame, column: str) -> dg.JsonMetadataValue:
+    return dg.MetadataValue.json({str(k): int(v)
+                                  for k, v in df.groupby(column).size().sort_index().items()})
 
 
 # ------------------------------------------------------------------------ inference_log
@@ -110,33 +107,20 @@ def consolidated_log_path(root: Path, settings: dict[str, Any], day: str) -> Pat
                 "consolidated into one Parquet. Data version: md5 of that file.",
 )
 def inference_log(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-    from mlops_assets.core.io import write_parquet_atomic
-    from mlops_assets.core.monitoring.inference_log import read_inference_log, segment_files
-
     root = project_root()
     _, s, _ = _setup(root)
     day = context.partition_key
-    log_dir = root / s["inference_log_dir"]
-    files = segment_files(log_dir, [day])
-    if not files:
-        raise DataError(f"the inference log has no segments for {day}",
-                        path=log_dir / f"date={day}", expected="seg-*.parquet written by the service")
-    df = read_inference_log(log_dir, [day])
-    df = df.sort_values(["request_time", "request_id", "record_index", "served_by"],
-                        kind="stable").reset_index(drop=True)
-    dest = write_parquet_atomic(consolidated_log_path(root, s, day), df)
+    df, files, dest = consolidate_day(root, s, day)
     md5 = md5_file(dest)
-    versions = df.groupby("model_version").size().sort_index()
-    routes = df.groupby("served_by").size().sort_index()
-    context.log.info(f"{day}: {len(df)} records from {len(files)} segments -> {_rel(root, dest)}")
+    context.log.info(f"{day}: {len(df)} records from {len(files)} segments -> {rel(root, dest)}")
     return dg.MaterializeResult(
         data_version=dg.DataVersion(md5),
         metadata={
             "dagster/row_count": len(df),
             "dagster/column_schema": _schema(df),
             "segments": len(files),
-            "model_versions": dg.MetadataValue.json({str(k): int(v) for k, v in versions.items()}),
-            "served_by": dg.MetadataValue.json({str(k): int(v) for k, v in routes.items()}),
+            "model_versions": _counts(df, "model_version"),
+            "served_by": _counts(df, "served_by"),
             "request_time_range": f"{df['request_time'].min()} .. {df['request_time'].max()}",
             "alerts": int(df["decision"].sum()),
             "md5": md5,
@@ -145,50 +129,6 @@ def inference_log(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 
 
 # ------------------------------------------------------------------------ live drift
-
-
-def live_drift(root: Path, day: str) -> tuple[dict[str, Any], Path, Path]:
-    """The drift report of one consolidated day against the production model's pinned
-    reference profile; written as JSON + HTML. Returns (report, json path, html path)."""
-    from mlops_assets.core import drift
-    from mlops_assets.core.io import write_text_atomic
-    from mlops_assets.serve.model_holder import NoProductionModel, read_pointer
-
-    params, s, _ = _setup(root)
-    src = consolidated_log_path(root, s, day)
-    if not src.is_file():
-        raise DataError(f"the inference log of {day} is not consolidated yet", path=src,
-                        expected="a materialised inference_log partition")
-    pointer = read_pointer(root)
-    if pointer is None:
-        raise NoProductionModel("no production model: its reference profile is the drift "
-                                "reference", path=root / "registry/production.json")
-    record = json.loads((root / pointer["record_path"]).read_text())
-    version = pointer["version"]
-    profile = lp.pinned_reference_profile(root, record)
-    log = read_table(src)
-    answered = log[log["served_by"] != "shadow"]
-    mine = answered[answered["model_version"] == version]
-    current, scores = (mine, mine["score"].to_numpy()) if len(mine) else (answered, None)
-    current = current.reset_index(drop=True)
-    lineage = {
-        "inputs": {_rel(root, src): md5_file(src)},
-        "model_version": version,
-        "current_batch": f"inference_log:{day}",
-        "current_window": [str(current["request_time"].min()), str(current["request_time"].max())],
-        "current_rows": len(current),
-        "current_model_versions": sorted(set(current["model_version"])),
-        "reference_window": record.get("train_window"),
-        "reference_rows": record.get("n_rows"),
-        "params": params.get("drift", {}),
-    }
-    report = drift.drift_report(profile, current, scores, params.get("drift", {}), lineage,
-                                record.get("feature_importance") or None)
-    jpath = _out(root, s, "drift", f"date={day}.json")
-    hpath = jpath.with_suffix(".html")
-    write_json_atomic(jpath, report)
-    write_text_atomic(hpath, drift.render_html(report, None, record.get("feature_importance")))
-    return report, jpath, hpath
 
 
 def _rekey(result: dg.AssetCheckResult, key: str) -> dg.AssetCheckResult:
@@ -211,20 +151,18 @@ def _rekey(result: dg.AssetCheckResult, key: str) -> dg.AssetCheckResult:
                 "check as drift_report.",
 )
 def live_drift_report(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-    from mlops_assets.stages import StageResult
-
     root = project_root()
     day = context.partition_key
-    report, jpath, hpath = live_drift(root, day)
-    result = StageResult("live_drift", [_rel(root, jpath), _rel(root, hpath)], {"report": report})
+    params, s, _ = _setup(root)
+    report, jpath, hpath = live_drift.live_drift(root, day, s, params.get("drift", {}))
+    result = StageResult("live_drift", [rel(root, jpath), rel(root, hpath)], {"report": report})
     meta = asset_metadata("drift_report", result, root)
     meta.update({"html_report": dg.MetadataValue.url(hpath.resolve().as_uri()),
                  "json_report": dg.MetadataValue.path(str(jpath)),
                  "model_version": str(report["lineage"]["model_version"]),
                  "dagster/row_count": int(report["lineage"]["current_rows"])})
     md5 = md5_file(jpath)
-    drifted = [f if isinstance(f, str) else f.get("name")
-               for f in (report.get("drifted_features") or [])]
+    drifted = live_drift.drifted_feature_names(report)
     _audit(root, {"kind": "live_drift", "action": "live_drift_result", "by": "dagster",
                   "run_id": context.run.run_id, "severity": report.get("severity"),
                   "drift_share": report.get("drift_share"), "drifted_features": drifted[:20],
@@ -239,12 +177,6 @@ def live_drift_report(context: dg.AssetExecutionContext) -> dg.MaterializeResult
 # ------------------------------------------------------------------------ labels
 
 
-def label_files(root: Path, settings: dict[str, Any]) -> list[Path]:
-    from mlops_assets.core.ingest import list_landing_batches
-
-    return list_landing_batches(root / settings["labels_dir"])
-
-
 @dg.asset(
     key="labels",
     **LIVE_ASSET,
@@ -254,14 +186,9 @@ def label_files(root: Path, settings: dict[str, Any]) -> list[Path]:
                 "earlier label). Data version: md5 of the merged table.",
 )
 def labels(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-    from mlops_assets.core.io import write_parquet_atomic
-
     root = project_root()
     _, s, contract = _setup(root)
-    files = label_files(root, s)
-    table, summary = lp.read_labels(files, contract)
-    dest = write_parquet_atomic(_out(root, s, "labels.parquet"),
-                                table.drop(columns=["_file"]))
+    dest, summary, files = lp.merge_labels(root, s, contract)
     md5 = md5_file(dest)
     context.log.info(f"{summary['ids']} labelled records from {len(files)} files")
     return dg.MaterializeResult(
@@ -275,39 +202,6 @@ def labels(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 
 
 # ------------------------------------------------------------------------ live performance
-
-
-def compute_live_performance(root: Path) -> tuple[dict[str, Any], Path]:
-    """Every consolidated day joined to the merged labels; report (with the check) written
-    as JSON. Returns (report, path)."""
-    _, s, contract = _setup(root)
-    days = sorted(_out(root, s, "inference_log").glob("date=*.parquet"))[-int(s["history_days"]):]
-    if not days:
-        raise DataError("no consolidated inference-log day yet",
-                        path=_out(root, s, "inference_log"),
-                        expected="materialised inference_log partitions")
-    log = pd.concat([read_table(p) for p in days], ignore_index=True)
-    lab_path = _out(root, s, "labels.parquet")
-    labels_df = read_table(lab_path) if lab_path.is_file() else \
-        lp.read_labels([], contract)[0]
-    report = lp.live_performance(log, labels_df, contract, s["period"])
-    baselines = {v: lp.baseline_for(root, v) for v in report["versions"]}
-    report["check"] = lp.quality_check(report, baselines, s)
-    report["inputs"] = {_rel(root, p): md5_file(p) for p in [*days, lab_path] if p.is_file()}
-    dest = write_json_atomic(_out(root, s, "live_performance.json"), report)
-    return report, dest
-
-
-def _headline(report: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
-    """The production model's (else the busiest version's) window numbers."""
-    from mlops_assets.serve.model_holder import read_pointer
-
-    versions = report["check"]["versions"]
-    pointer = read_pointer(project_root())
-    v = pointer["version"] if pointer and pointer["version"] in report["versions"] else None
-    if v is None and report["versions"]:
-        v = max(report["versions"], key=lambda k: report["versions"][k]["n"])
-    return v, versions.get(v, {}) if v else {}
 
 
 @dg.asset(
@@ -327,9 +221,10 @@ def _headline(report: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
 )
 def live_performance(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     root = project_root()
-    report, dest = compute_live_performance(root)
+    _, s, contract = _setup(root)
+    report, dest = lp.compute_live_performance(root, s, contract)
     md5 = md5_file(dest)
-    version, head = _headline(report)
+    version, head = lp.headline(report, (production_pointer(root) or {}).get("version"))
     totals = report["versions"].get(version, {}) if version else {}
     check = report["check"]
     meta: dict[str, Any] = {
@@ -379,25 +274,10 @@ def live_performance(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
                 "for offline backfills.",
 )
 def batch_predictions(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-    from mlops_assets.core.ingest import manifest_entries, read_snapshot
-    from mlops_assets.core.io import write_parquet_atomic
-    from mlops_assets.core.layout import SNAPSHOTS
-    from mlops_assets.core.monitoring import batch_scoring
-    from mlops_assets.serve.model_holder import load_production
-
     root = project_root()
     _, s, contract = _setup(root)
-    key = context.partition_key
-    entry = next((e for e in manifest_entries(root / SNAPSHOTS) if e.batch == key), None)
-    if entry is None:
-        raise DataError(f"batch {key!r} has no snapshot", path=root / SNAPSHOTS / "manifest.json",
-                        expected="a materialised raw_snapshots partition")
-    raw = read_snapshot(root / SNAPSHOTS, entry)
-    model = load_production(root, contract)  # the service's loader: md5-pinned, warmed up
-    scored = batch_scoring.score_frame(raw, contract, model.pipeline, model.version,
-                                       model.threshold, f"batch:{key}:{entry.md5}",
-                                       source=entry.snapshot_file)
-    dest = write_parquet_atomic(_out(root, s, "batch_predictions", f"{key}.parquet"), scored)
+    scored, dest, entry, model = batch_scoring.score_snapshot(root, s, contract,
+                                                              context.partition_key)
     md5 = md5_file(dest)
     facts = batch_scoring.summary(scored)
     return dg.MaterializeResult(
@@ -411,32 +291,6 @@ def batch_predictions(context: dg.AssetExecutionContext) -> dg.MaterializeResult
 
 
 # ------------------------------------------------------------------------ sensors
-
-
-def scan_log_days(log_dir: Path) -> dict[str, dict[str, Any]]:
-    """day -> {sig: md5 of its segment names (segments are immutable), newest: mtime}."""
-    from mlops_assets.core.monitoring.inference_log import segment_files
-
-    out: dict[str, dict[str, Any]] = {}
-    for p in segment_files(log_dir):
-        day = p.parent.name.removeprefix("date=")
-        d = out.setdefault(day, {"names": [], "newest": 0.0})
-        d["names"].append(p.name)
-        try:
-            d["newest"] = max(d["newest"], p.stat().st_mtime)
-        except FileNotFoundError:
-            continue
-    return {day: {"sig": hashlib.md5("\n".join(d["names"]).encode()).hexdigest()[:16],
-                  "newest": d["newest"], "segments": len(d["names"])}
-            for day, d in sorted(out.items())}
-
-
-def _labels_signature(files: list[Path]) -> str:
-    h = hashlib.md5()
-    for p in files:
-        st = p.stat()
-        h.update(f"{p.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
 
 
 def _params_or_empty(root: Path) -> dict[str, Any]:
@@ -475,17 +329,12 @@ def monitoring_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         return dg.SkipReason(f"no inference log under {s['inference_log_dir']} yet")
     existing = set(context.instance.get_dynamic_partitions(LOG_DAYS.name))
     new_keys = [d for d in days if d not in existing]
-    now = dt.datetime.now().timestamp()
+    ready, waiting = settled_changes(days, seen, dt.datetime.now().timestamp(),
+                                     float(s["log_settle_seconds"]))
     requests: list[dg.RunRequest] = []
-    waiting: list[str] = []
-    for day, info in days.items():
-        if seen.get(day) == info["sig"]:
-            continue
-        if now - info["newest"] < float(s["log_settle_seconds"]):
-            waiting.append(day)
-            continue
-        seen[day] = info["sig"]
-        requests.append(dg.RunRequest(run_key=f"inference_log:{day}:{info['sig']}",
+    for day in ready:
+        seen[day] = days[day]["sig"]
+        requests.append(dg.RunRequest(run_key=f"inference_log:{day}:{days[day]['sig']}",
                                       partition_key=day,
                                       asset_selection=[dg.AssetKey(k) for k in LOG_ASSETS],
                                       tags={TRIGGER_TAG: "inference_log"}))
@@ -494,7 +343,7 @@ def monitoring_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         latest = context.instance.fetch_materializations(
             dg.AssetKey("inference_log"), limit=1).records
         if latest:
-            key = hashlib.md5(f"{_labels_signature(label_files(root, s))}:{latest[0].storage_id}"
+            key = hashlib.md5(f"{labels_signature(label_files(root, s))}:{latest[0].storage_id}"
                               .encode()).hexdigest()[:16]
             if key != perf:
                 perf = key

@@ -27,7 +27,6 @@ path serves a single request (the service checks every model it loads; a test do
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 import re
 from dataclasses import dataclass
@@ -37,56 +36,24 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.core.contract import Contract
-from mlops_assets.core.features import MISSING_CATEGORY
+from mlops_assets.core.features import MISSING_CATEGORY, build_features
+from mlops_assets.core.train import feature_matrix, score
+from mlops_assets.serve.records import parse_iso_ns
+from mlops_assets.serve.validation import records_to_frame
 
 _STR, _INT, _FLOAT, _BOOL, _DATETIME = range(5)
 _KINDS = {"string": _STR, "category": _STR, "int": _INT, "float": _FLOAT, "bool": _BOOL,
           "datetime": _DATETIME}
 _EXACT_INT = 2 ** 53
 SMALL_REQUEST = 8  # records: at most this many are checked value by value
-_EPOCH_ORDINAL = _dt.date(1970, 1, 1).toordinal()
 _NS_PER_DAY = 86_400 * 10 ** 9
 _NS_PER_HOUR = 3_600 * 10 ** 9
-# The ISO 8601 forms parsed here (anything else goes to pandas through the full validator).
-_ISO = re.compile(r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
-                  r"(Z|[+-]\d{2}:\d{2})?\Z")
-
-
-# ... and the subset numpy parses itself (years well inside datetime64[ns], no offset).
+# The ISO 8601 subset numpy parses itself (years well inside datetime64[ns], no offset).
 _ISO_SIMPLE = re.compile(r"(?:1[7-9]|2[01])\d\d-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z?\Z")
 
 
 class FastPathUnsupported(Exception):
     """The model or contract has a shape the fast path does not implement."""
-
-
-def parse_iso_ns(text: str) -> int | None:
-    """Nanoseconds since the epoch (UTC) of `YYYY-MM-DD[T ]HH:MM:SS[.f{1,9}][Z|+HH:MM]`
-    (naive = UTC, as pandas `to_datetime(format="ISO8601", utc=True)`); None otherwise."""
-    m = _ISO.match(text)
-    if m is None:
-        return None
-    y, mo, d, h, mi, s, frac, tz = m.groups()
-    year = int(y)
-    if not 1700 <= year <= 2200:  # well inside datetime64[ns]; pandas decides the rest
-        return None
-    try:
-        days = _dt.date(year, int(mo), int(d)).toordinal() - _EPOCH_ORDINAL
-    except ValueError:
-        return None
-    hh, mm, ss = int(h), int(mi), int(s)
-    if hh > 23 or mm > 59 or ss > 59:
-        return None
-    ns = (((days * 24 + hh) * 60 + mm) * 60 + ss) * 10 ** 9
-    if frac:
-        ns += int(frac.ljust(9, "0"))
-    if tz and tz != "Z":
-        oh, om = int(tz[1:3]), int(tz[4:6])
-        if oh > 23 or om > 59:
-            return None
-        off = (oh * 3600 + om * 60) * 10 ** 9
-        ns += -off if tz[0] == "+" else off
-    return ns
 
 
 @dataclass(frozen=True)
@@ -602,10 +569,6 @@ def parity_check(scorer: FastScorer, pipeline: Any, contract: Contract, n: int =
     general path is the validator's frame -> core.features.build_features ->
     core.train.score. Also checks the feature columns are equal. Raises AssertionError on
     a mismatch; returns the largest score difference (0.0 when bit-identical)."""
-    from mlops_assets.core.features import build_features
-    from mlops_assets.core.train import feature_matrix, score
-    from mlops_assets.serve.validation import records_to_frame
-
     records = random_records(contract, n, seed) + list(extra or [])
     fc = FastColumns(contract)
     cols = fc.columns(records)

@@ -7,11 +7,11 @@ models. A swap is one reference assignment under a lock (the lock only serialise
 readers never wait).
 
 The registry pointer `registry/production.json` ({version, model_path, record_path}, paths
-relative to the project root) is read here directly (not through core.registry's API): the
-model file's md5 must equal `version`, so the service serves exactly the pinned bytes and
-never "the latest file". `ProductionWatcher` polls the pointer (mtime, size and content)
-and swaps in a new production model after loading and warming it; a pointer that cannot be
-loaded is reported and the current model keeps serving.
+relative to the project root) is read and the model verified by core.pinned_model, the
+loader live monitoring uses too: the model file's md5 must equal `version`, so the service
+serves exactly the pinned bytes and never "the latest file". `ProductionWatcher` polls the
+pointer (mtime, size and content) and swaps in a new production model after loading and
+warming it; a pointer that cannot be loaded is reported and the current model keeps serving.
 """
 
 from __future__ import annotations
@@ -27,20 +27,22 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
+from mlops_assets.core import layout
 from mlops_assets.core.contract import Contract
 from mlops_assets.core.features import build_features
 from mlops_assets.core.io import DataError, md5_file
+from mlops_assets.core.pinned_model import require_production, verify_pinned
+from mlops_assets.core.registry import STAGING, Registry, Settings
 from mlops_assets.core.train import load_model, score
+from mlops_assets.serve.fast_path import FastPathUnsupported, FastScorer, frame_columns, parity_check
+from mlops_assets.serve.validation import records_to_frame
 
 log = logging.getLogger("mlops_assets.serve")
 
-POINTER = "registry/production.json"
-REGISTRY_STATE = "registry/registry.json"
-
-
-class NoProductionModel(DataError):
-    """The registry has no production model (pointer missing or its version is null)."""
+POINTER = layout.PRODUCTION_POINTER
+REGISTRY_STATE = layout.REGISTRY_INDEX
 
 
 @dataclass(frozen=True)
@@ -66,70 +68,27 @@ class LoadedModel:
         return score(self.pipeline, features, contract)
 
 
-def read_pointer(root: Path) -> dict[str, Any] | None:
-    """The production pointer, or None when there is no production model."""
-    path = root / POINTER
-    if not path.exists():
-        return None
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"cannot read the production pointer ({e})", path=path,
-                        expected="JSON {version, model_path, record_path}") from None
-    if not isinstance(info, dict) or not info.get("version"):
-        return None
-    return info
-
-
 def load_pinned(root: Path, contract: Contract, model_path: str | Path, version: str | None,
                 record_path: str | Path | None, source: str = "registry", fast: bool = True,
                 batch_threads: int = 1, load: bool = True) -> LoadedModel:
-    """Load a model file, verify its md5 equals `version` (when given), check its record
-    matches the serving contract's feature definitions, build its fast scorer (kept only if
-    it scores random records exactly as the general path does), and warm it up.
+    """Load a model file verified by core.pinned_model (md5 equals `version` when given,
+    record matches the serving contract), build its fast scorer (kept only if it scores
+    random records exactly as the general path does), and warm it up.
     `load=False` only verifies (the `--workers` parent): the pipeline is then None."""
-    mp = Path(model_path)
-    if not mp.is_absolute():
-        mp = root / mp
-    if not mp.exists():
-        raise DataError("model file does not exist", path=mp, expected="a skops model file")
-    actual = md5_file(mp)
-    if version is not None and actual != version:
-        raise DataError(f"model bytes do not match the pinned version hash (md5 {actual})",
-                        path=mp, expected=f"md5 {version}")
-    record: dict[str, Any] = {}
-    rp = Path(record_path) if record_path else mp.with_name("model.json")
-    if not rp.is_absolute():
-        rp = root / rp
-    if rp.exists():
-        record = json.loads(rp.read_text())
-        if record.get("model_md5") not in (None, actual):
-            raise DataError(f"model record names model md5 {record.get('model_md5')}, "
-                            f"not {actual}", path=rp, expected="the record of this model")
-    elif source == "registry":
-        raise DataError("model record does not exist", path=rp, expected="model.json")
-    fdh = (record.get("contract") or {}).get("feature_definitions_hash")
-    if fdh is not None and fdh != contract.feature_definitions_hash():
-        raise DataError("the model was trained with other feature definitions than the "
-                        f"serving contract's ({fdh} != {contract.feature_definitions_hash()})",
-                        path=rp, expected="a model trained on this contract's features")
-    threshold = record.get("threshold")
-    if threshold is None:
-        raise DataError("the model record has no operating threshold", path=rp,
-                        expected="a 'threshold' key (written by the train stage)")
+    pinned = verify_pinned(root, contract, model_path, version, record_path,
+                           require_record=source == "registry")
     if not load:
-        return LoadedModel(pipeline=None, version=actual, threshold=float(threshold),
-                           record=record, model_path=str(mp), source=source)
-    from threadpoolctl import threadpool_limits
-
+        return LoadedModel(pipeline=None, version=pinned.version, threshold=pinned.threshold,
+                           record=pinned.record, model_path=str(pinned.path), source=source)
     # One OpenMP thread, also when the watcher thread loads a model for a hot swap (the
     # OpenMP thread count is per calling thread; the service sets its limit from the main
     # thread): loading must not start an OpenMP team that competes with serving.
     with threadpool_limits(limits=1, user_api="openmp"):
-        pipeline = load_model(mp)
+        pipeline = load_model(pinned.path)
         scorer = build_fast_scorer(pipeline, contract, batch_threads) if fast else None
-        loaded = LoadedModel(pipeline=pipeline, version=actual, threshold=float(threshold),
-                             record=record, model_path=str(mp), source=source,
+        loaded = LoadedModel(pipeline=pipeline, version=pinned.version,
+                             threshold=pinned.threshold, record=pinned.record,
+                             model_path=str(pinned.path), source=source,
                              loaded_at=time.time(), fast=scorer)
         warm_up(loaded, contract)
     return loaded
@@ -138,8 +97,6 @@ def load_pinned(root: Path, contract: Contract, model_path: str | Path, version:
 def build_fast_scorer(pipeline: Any, contract: Contract, batch_threads: int = 1) -> Any:
     """The model's FastScorer after a parity check against the general path, or None (the
     service then scores through build_features + the Pipeline, only slower)."""
-    from mlops_assets.serve.fast_path import FastPathUnsupported, FastScorer, parity_check
-
     try:
         scorer = FastScorer.build(pipeline, contract, threads=batch_threads)
         parity_check(scorer, pipeline, contract, n=1000)
@@ -155,29 +112,24 @@ def build_fast_scorer(pipeline: Any, contract: Contract, batch_threads: int = 1)
 
 def load_production(root: Path, contract: Contract, fast: bool = True,
                     batch_threads: int = 1, load: bool = True) -> LoadedModel:
-    info = read_pointer(root)
-    if info is None:
-        raise NoProductionModel(
-            "the registry has no production model; promote one first "
-            "(mlops-assets registry promote ...) or start with --model PATH for development",
-            path=root / POINTER, expected="a pointer with a version")
+    """The registry's production model, loaded for serving."""
+    info = require_production(
+        root, "the registry has no production model; promote one first "
+              "(mlops-assets registry promote ...) or start with --model PATH for development")
     return load_pinned(root, contract, info["model_path"], info["version"],
                        info.get("record_path"), fast=fast, batch_threads=batch_threads,
                        load=load)
 
 
 def staging_entry(root: Path) -> dict[str, Any] | None:
-    """The registry's staging version ({version, model_path, record_path}) or None. Read
-    from registry/registry.json directly; the newest staging entry wins if several."""
-    path = root / REGISTRY_STATE
-    if not path.exists():
-        return None
+    """The registry's staging version ({version, model_path, record_path}) or None (also
+    when the registry state cannot be read); the newest staging entry wins if several."""
     try:
-        state = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        versions = Registry(root, Settings()).versions()
+    except (OSError, DataError):
         return None
-    found = [(v, e) for v, e in (state.get("versions") or {}).items()
-             if isinstance(e, dict) and e.get("stage") == "staging"]
+    found = [(v, e) for v, e in versions.items()
+             if isinstance(e, dict) and e.get("stage") == STAGING]
     if not found:
         return None
     version, entry = sorted(found, key=lambda ve: str(ve[1].get("updated_at") or ""))[-1]
@@ -212,8 +164,6 @@ def example_record(contract: Contract) -> dict[str, Any]:
 def warm_up(model: LoadedModel, contract: Contract, rows: int = 64) -> None:
     """Run the full feature + scoring path a few times, so the first request is not the one
     paying for lazy initialisation (OpenMP pools, pandas/numpy code paths)."""
-    from mlops_assets.serve.validation import records_to_frame
-
     rec = example_record(contract)
     for n in (1, rows):
         frame = records_to_frame([dict(rec, **{contract.id_column: f"warm-{i}"})
@@ -222,8 +172,6 @@ def warm_up(model: LoadedModel, contract: Contract, rows: int = 64) -> None:
         if not np.all(np.isfinite(s)):
             raise DataError("warm-up scoring gave non-finite scores", path=model.model_path)
         if model.fast is not None:
-            from mlops_assets.serve.fast_path import frame_columns
-
             model.fast.score_columns(frame_columns(frame, contract))
 
 

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.core.contract import ColumnSpec, Contract, column_constraints
+from mlops_assets.serve.records import parse_iso_ns
 
 MAX_ERRORS_LISTED = 100
 _MISSING = object()
@@ -260,8 +261,6 @@ def _parse_iso(text: np.ndarray) -> pd.Series:
     a record's score depend on its neighbours in a batch. The common forms go through
     `parse_iso_ns`; any other form that starts with a year through pandas, one value at a
     time."""
-    from mlops_assets.serve.fast_path import parse_iso_ns
-
     ns = np.empty(len(text), dtype=np.int64)
     nat = np.iinfo(np.int64).min  # the NaT bit pattern
     for i, t in enumerate(text):

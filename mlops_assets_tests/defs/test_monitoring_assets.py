@@ -22,6 +22,7 @@ import pytest
 
 from mlops_assets.core.io import md5_file, read_table, write_parquet_atomic
 from mlops_assets.core.monitoring import batch_scoring
+from mlops_assets.core.monitoring.files import consolidated_log_path
 from mlops_assets.defs import monitoring_assets as ma
 from mlops_assets_tests.conftest import run, tool_env
 from mlops_assets_tests.serve.helpers import to_record, trained_project
@@ -104,6 +105,7 @@ def _check(result: dg.ExecuteInProcessResult, name: str) -> dg.AssetCheckEvaluat
     return ev
 
 
+@pytest.mark.slow
 def test_inference_log_round_trips_through_the_drift_report(
         project: tuple[Path, str], logged: dict[str, pd.DataFrame]) -> None:
     root, version = project
@@ -128,7 +130,7 @@ def test_inference_log_round_trips_through_the_drift_report(
                     for m in res.get_asset_materialization_events()}
             log_mat = mats["inference_log"].materialization
             assert log_mat.metadata["dagster/row_count"].value == expect_rows
-            consolidated = ma.consolidated_log_path(root, ma.lp.monitoring_settings({}), day)
+            consolidated = consolidated_log_path(root, ma.lp.monitoring_settings({}), day)
             assert log_mat.tags["dagster/data_version"] == md5_file(consolidated)
             assert log_mat.metadata["model_versions"].value == {version: expect_rows}
             report = json.loads((root / f"data/monitoring/drift/date={day}.json").read_text())
@@ -140,11 +142,12 @@ def test_inference_log_round_trips_through_the_drift_report(
         res = _materialize(instance, [ma.inference_log], today)
         (m,) = res.get_asset_materialization_events()
         assert m.materialization.tags["dagster/data_version"] == md5_file(
-            ma.consolidated_log_path(root, ma.lp.monitoring_settings({}), today))
+            consolidated_log_path(root, ma.lp.monitoring_settings({}), today))
     assert verdicts[HOLIDAY_DAY] == ("significant", False), verdicts
     assert verdicts[today][0] != "significant" and verdicts[today][1], verdicts
 
 
+@pytest.mark.slow
 def test_live_performance_check_fails_and_the_sensor_requests_one_retrain(
         project: tuple[Path, str], logged: dict[str, pd.DataFrame]) -> None:
     root, version = project
@@ -172,7 +175,7 @@ def test_live_performance_check_fails_and_the_sensor_requests_one_retrain(
         assert report["check"]["reasons"] and "FPR" in report["check"]["reasons"][0]
 
         # the FPR of each day equals a hand count over the log and the label files
-        log = pd.concat([read_table(ma.consolidated_log_path(root, ma.lp.monitoring_settings({}),
+        log = pd.concat([read_table(consolidated_log_path(root, ma.lp.monitoring_settings({}),
                                                              d)) for d in days])
         labels = pd.concat([read_table(p) for p in sorted((root / "data/labels").glob("*"))])
         joined = log.merge(labels, on="transaction_id")
@@ -218,6 +221,7 @@ def test_live_performance_check_fails_and_the_sensor_requests_one_retrain(
         assert not fourth.run_requests
 
 
+@pytest.mark.slow
 def test_batch_predictions_equal_the_service_scores(project: tuple[Path, str]) -> None:
     from mlops_assets.core.ingest import manifest_entries, read_snapshot
 

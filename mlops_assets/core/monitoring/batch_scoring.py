@@ -6,7 +6,7 @@ applies the same contract), turned into features by core.features.build_features
 by core.train.score: the very functions the service calls (serve/app.py Service.predict), so
 a record gets the same score offline and online (the tests hold them to 1e-12).
 
-The output has exactly the inference log's columns, in its order (serve/inference_log.py):
+The output has exactly the inference log's columns, in its order (core.monitoring.inference_log):
 
     request_id, request_time, record_index, served_by, model_version, threshold,
     <id column>, <timestamp column>, <features in contract order>, score, decision
@@ -19,20 +19,28 @@ and a backfill can be read by everything that reads the inference log (live perf
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from mlops_assets.core import layout
 from mlops_assets.core.contract import Contract
 from mlops_assets.core.features import build_features
-from mlops_assets.core.io import DataError
+from mlops_assets.core.ingest import SnapshotEntry, manifest_entries, read_snapshot
+from mlops_assets.core.io import DataError, write_parquet_atomic
+from mlops_assets.core.monitoring.files import output_path
+from mlops_assets.core.pinned_model import PinnedModel, load_production_model
 from mlops_assets.core.train import score
 from mlops_assets.core.validate import validate_frame
 
 META_COLUMNS = ["request_id", "request_time", "record_index", "served_by", "model_version",
                 "threshold"]
 SERVED_BY = "batch"
+NO_MODEL = ("the registry has no production model to score with; promote one first "
+            "(mlops-assets registry promote ...)")
 
 
 def output_columns(contract: Contract) -> list[str]:
@@ -79,3 +87,22 @@ def summary(scored: pd.DataFrame) -> dict[str, Any]:
         out.update({"score_mean": float(s.mean()), "score_p50": float(q[0]),
                     "score_p90": float(q[1]), "score_p99": float(q[2])})
     return out
+
+
+def score_snapshot(root: Path, settings: Mapping[str, Any], contract: Contract, key: str
+                   ) -> tuple[pd.DataFrame, Path, SnapshotEntry, PinnedModel]:
+    """Batch `key`'s snapshot scored by the production model (pinned by its md5) and
+    written as batch_predictions/<key>.parquet under the monitoring output folder.
+    Returns (scored frame, written path, snapshot entry, model)."""
+    snapshots = root / layout.SNAPSHOTS
+    entry = next((e for e in manifest_entries(snapshots) if e.batch == key), None)
+    if entry is None:
+        raise DataError(f"batch {key!r} has no snapshot", path=root / layout.MANIFEST,
+                        expected="a materialised raw_snapshots partition")
+    raw = read_snapshot(snapshots, entry)
+    model = load_production_model(root, contract, NO_MODEL)
+    scored = score_frame(raw, contract, model.pipeline, model.version, model.threshold,
+                         f"batch:{key}:{entry.md5}", source=entry.snapshot_file)
+    dest = write_parquet_atomic(output_path(root, settings, "batch_predictions", f"{key}.parquet"),
+                                scored)
+    return scored, dest, entry, model

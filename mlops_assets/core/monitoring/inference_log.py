@@ -19,24 +19,28 @@ are dropped and counted). Segments are split by the request date, so a period pa
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlops_assets.core.io import atomic_path
+from mlops_assets.core import layout
+from mlops_assets.core.io import DataError, atomic_path, write_parquet_atomic
+from mlops_assets.core.monitoring.files import consolidated_log_path
 
 log = logging.getLogger("mlops_assets.serve")
 
-LOG_DIR = "data/inference_log"
+LOG_DIR = layout.INFERENCE_LOG
 META_COLUMNS = ["request_id", "request_time", "record_index", "served_by", "model_version",
                 "threshold"]
 
@@ -212,3 +216,53 @@ def read_inference_log(directory: str | os.PathLike[str], dates: list[str] | Non
     if not files:
         return pd.DataFrame()
     return pd.concat([pq.read_table(p).to_pandas() for p in files], ignore_index=True)
+
+
+# Consolidated day order: request time, then request id and record index, then route, so
+# the same segments always give the same bytes (and the same data version).
+CONSOLIDATED_ORDER = ["request_time", "request_id", "record_index", "served_by"]
+
+
+def consolidate_day(root: Path, settings: Mapping[str, Any], day: str
+                    ) -> tuple[pd.DataFrame, list[Path], Path]:
+    """One request date's segments as one Parquet under the monitoring output folder,
+    sorted by CONSOLIDATED_ORDER. Returns (records, segment files, written path)."""
+    log_dir = root / settings["inference_log_dir"]
+    files = segment_files(log_dir, [day])
+    if not files:
+        raise DataError(f"the inference log has no segments for {day}",
+                        path=log_dir / f"date={day}", expected="seg-*.parquet written by the service")
+    df = read_inference_log(log_dir, [day])
+    df = df.sort_values(CONSOLIDATED_ORDER, kind="stable").reset_index(drop=True)
+    return df, files, write_parquet_atomic(consolidated_log_path(root, settings, day), df)
+
+
+def scan_log_days(log_dir: Path) -> dict[str, dict[str, Any]]:
+    """day -> {sig: md5 of its segment names (segments are immutable), newest: mtime,
+    segments: count}: what the monitoring sensor compares between ticks."""
+    out: dict[str, dict[str, Any]] = {}
+    for p in segment_files(log_dir):
+        day = p.parent.name.removeprefix("date=")
+        d = out.setdefault(day, {"names": [], "newest": 0.0})
+        d["names"].append(p.name)
+        try:
+            d["newest"] = max(d["newest"], p.stat().st_mtime)
+        except FileNotFoundError:
+            continue
+    return {day: {"sig": hashlib.md5("\n".join(d["names"]).encode()).hexdigest()[:16],
+                  "newest": d["newest"], "segments": len(d["names"])}
+            for day, d in sorted(out.items())}
+
+
+def settled_changes(days: Mapping[str, Mapping[str, Any]], seen: Mapping[str, str], now: float,
+                    settle_seconds: float) -> tuple[list[str], list[str]]:
+    """The days (`scan_log_days`) whose segments changed since `seen` (day -> sig), split
+    into (ready, waiting): a day is consolidated only once no segment of it is younger than
+    `settle_seconds`, so a day the service is still writing is not consolidated per flush."""
+    ready: list[str] = []
+    waiting: list[str] = []
+    for day, info in days.items():
+        if seen.get(day) == info["sig"]:
+            continue
+        (waiting if now - info["newest"] < settle_seconds else ready).append(day)
+    return ready, waiting

@@ -1,8 +1,9 @@
 """Live quality once the delayed labels land: the inference log joined to label files.
 
-Functional core (no Dagster). The Dagster layer (defs/monitoring_assets.py) reads the
-consolidated inference log and the label files, calls `live_performance`, writes the JSON
-report and turns `quality_check` into the `live_quality_within_bounds` asset check.
+Functional core (no Dagster). `merge_labels` and `compute_live_performance` read the label
+files and the consolidated inference log and write their results; the Dagster layer
+(defs/monitoring_assets.py) calls them and turns the report's `check` (`quality_check`)
+into the `live_quality_within_bounds` asset check.
 
 Label files (params `monitoring.labels_dir`, default data/labels) land like data batches:
 `*.parquet` / `*.csv` (temporary and hidden names are ignored, core.ingest rules), one row
@@ -45,16 +46,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlops_assets.core import layout
 from mlops_assets.core.contract import Contract
-from mlops_assets.core.io import DataError, md5_file, read_table
+from mlops_assets.core.io import DataError, md5_file, read_table, write_json_atomic, write_parquet_atomic
+from mlops_assets.core.monitoring.files import consolidated_days, label_files, output_path, rel
+from mlops_assets.core.registry import Registry, Settings
 
 REPORT_FORMAT = "mlops_assets.live_performance/1"
 LABEL_COLUMNS = ["id", "label", "label_time"]
 
 MONITORING_DEFAULTS: dict[str, Any] = {
-    "labels_dir": "data/labels",             # label files land here (like data batches)
-    "inference_log_dir": "data/inference_log",  # the service's append-only segments
-    "output_dir": "data/monitoring",         # consolidated log, labels, reports, predictions
+    "labels_dir": layout.LABELS,             # label files land here (like data batches)
+    "inference_log_dir": layout.INFERENCE_LOG,  # the service's append-only segments
+    "output_dir": layout.MONITORING,         # consolidated log, labels, reports, predictions
     "period": "D",                           # pandas period alias of the performance table
     "window_periods": 7,                     # newest periods pooled by the quality check
     "history_days": 90,                      # newest consolidated log days in the table
@@ -306,7 +310,7 @@ def quality_check(report: Mapping[str, Any], baselines: Mapping[str, Mapping[str
                                                      "min_labelled_positives", "window_periods")}}
 
 
-def baseline_for(root: Path, version: str, evaluation_path: str = "data/reports/evaluation.json"
+def baseline_for(root: Path, version: str, evaluation_path: str = layout.EVALUATION
                  ) -> dict[str, Any]:
     """A model version's holdout FPR and recall: data/reports/evaluation.json when it is this
     model's evaluation, else the registry's copy of its evaluation, else the operating FPR
@@ -317,15 +321,14 @@ def baseline_for(root: Path, version: str, evaluation_path: str = "data/reports/
         if ev.get("model_md5") == version and ev.get("candidate"):
             c = ev["candidate"]
             return {"fpr": c.get("fpr"), "recall": c.get("recall"), "source": evaluation_path}
-    state_path = root / "registry" / "registry.json"
-    info: dict[str, Any] = {}
-    if state_path.is_file():
-        info = (json.loads(state_path.read_text()).get("versions") or {}).get(version) or {}
-        metrics = ((info.get("evaluation") or {}).get("metrics")) or {}
-        if metrics.get("fpr") is not None:
-            return {"fpr": metrics.get("fpr"), "recall": metrics.get("recall"),
-                    "source": "registry/registry.json"}
-    rec_path = root / (info.get("record_path") or f"registry/models/{version}/model.json")
+    registry = Registry(root, Settings())  # read only: no approval settings needed
+    info = registry.versions().get(version) or {}
+    metrics = ((info.get("evaluation") or {}).get("metrics")) or {}
+    if metrics.get("fpr") is not None:
+        return {"fpr": metrics.get("fpr"), "recall": metrics.get("recall"),
+                "source": layout.REGISTRY_INDEX}
+    rec_path = (root / info["record_path"] if info.get("record_path")
+                else registry.model_dir(version) / layout.RECORD_FILE)
     if rec_path.is_file():
         rec = json.loads(rec_path.read_text())
         if rec.get("operating_fpr") is not None:
@@ -353,45 +356,46 @@ def markdown_table(report: Mapping[str, Any], max_rows: int = 60) -> str:
     return head + "".join("| " + " | ".join(fmt(c, r.get(c)) for c in cols) + " |\n" for r in rows)
 
 
-# ------------------------------------------------------------------------ live drift
+# ------------------------------------------------------------------------ on files
 
 
-def _pinned_file(root: Path, rel: str, md5: str | None) -> Path | None:
-    """`rel` if its bytes have this md5, else the DVC cache's copy of these bytes."""
-    live = root / rel
-    if md5 is None:
-        return live if live.is_file() else None
-    if live.is_file() and md5_file(live) == md5:
-        return live
-    cached = root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
-    return cached if cached.is_file() else None
+def merge_labels(root: Path, settings: Mapping[str, Any], contract: Contract
+                 ) -> tuple[Path, dict[str, Any], list[Path]]:
+    """The landed label files merged (`read_labels`) into labels.parquet under the output
+    folder. Returns (written path, summary, label files)."""
+    files = label_files(root, settings)
+    table, summary = read_labels(files, contract)
+    dest = write_parquet_atomic(output_path(root, settings, "labels.parquet"),
+                                table.drop(columns=["_file"]))
+    return dest, summary, files
 
 
-def pinned_reference_profile(root: Path, record: Mapping[str, Any],
-                             profile_rel: str = "data/model/reference_profile.json",
-                             values_rel: str = "data/model/reference_profile.parquet"
-                             ) -> dict[str, Any]:
-    """The reference profile a model was trained with, pinned by the md5 its record names
-    (`reference_profile_md5`): the working tree's copy when it has those bytes, else the
-    DVC cache's. Never "whatever profile is newest": drift is measured against the reference
-    of the model that serves."""
-    from mlops_assets.core.drift import load_reference_profile
+def compute_live_performance(root: Path, settings: Mapping[str, Any], contract: Contract
+                             ) -> tuple[dict[str, Any], Path]:
+    """Every consolidated day joined to the merged labels; the report (with its `check`
+    and input md5s) written as live_performance.json. Returns (report, path)."""
+    days = consolidated_days(root, settings)
+    if not days:
+        raise DataError("no consolidated inference-log day yet",
+                        path=output_path(root, settings, "inference_log"),
+                        expected="materialised inference_log partitions")
+    log = pd.concat([read_table(p) for p in days], ignore_index=True)
+    lab_path = output_path(root, settings, "labels.parquet")
+    labels_df = read_table(lab_path) if lab_path.is_file() else read_labels([], contract)[0]
+    report = live_performance(log, labels_df, contract, settings["period"])
+    baselines = {v: baseline_for(root, v) for v in report["versions"]}
+    report["check"] = quality_check(report, baselines, settings)
+    report["inputs"] = {rel(root, p): md5_file(p) for p in [*days, lab_path] if p.is_file()}
+    dest = write_json_atomic(output_path(root, settings, "live_performance.json"), report)
+    return report, dest
 
-    want = record.get("reference_profile_md5")
-    if not want:
-        raise DataError(f"model record of {record.get('model_md5')} names no reference profile",
-                        column="reference_profile_md5",
-                        expected="a model trained by the train stage (it pins its profile)")
-    prof = _pinned_file(root, profile_rel, want)
-    if prof is None:
-        raise DataError(f"the reference profile of model {record.get('model_md5')} (md5 {want}) "
-                        "is neither in the working tree nor in the DVC cache",
-                        path=root / profile_rel, expected=f"md5 {want} (dvc pull / dvc checkout)")
-    meta = json.loads(prof.read_text())
-    vmd5 = (meta.get("values_file") or {}).get("md5")
-    values = _pinned_file(root, values_rel, vmd5)
-    if values is None:
-        raise DataError(f"the reference values of model {record.get('model_md5')} (md5 {vmd5}) "
-                        "are neither in the working tree nor in the DVC cache",
-                        path=root / values_rel, expected=f"md5 {vmd5}")
-    return load_reference_profile(prof, values)
+
+def headline(report: Mapping[str, Any], production_version: str | None
+             ) -> tuple[str | None, dict[str, Any]]:
+    """The version the report is summarised by: production when it has records, else the
+    busiest version. Returns (version, its window numbers from the check)."""
+    versions = report["check"]["versions"]
+    v = production_version if production_version in report["versions"] else None
+    if v is None and report["versions"]:
+        v = max(report["versions"], key=lambda k: report["versions"][k]["n"])
+    return v, versions.get(v, {}) if v else {}

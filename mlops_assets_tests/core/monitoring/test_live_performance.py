@@ -21,7 +21,7 @@ from mlops_assets.core.monitoring import live_performance as lp
 from mlops_assets.core.train import TrainParams, train_model
 from mlops_assets.core.validate import validate_frame
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SETTINGS = lp.monitoring_settings({})
 
 
@@ -227,34 +227,3 @@ def test_holiday_scenario_shows_the_fpr_rise() -> None:
     # before labels arrive, the CBPE estimate is shown (and marked) for every day
     blind = lp.live_performance(log, labels.iloc[:0], contract())
     assert blind["rows"] and all(r["estimated"] for r in blind["rows"])
-
-
-def test_reference_profile_is_pinned_by_the_record_md5(tmp_path: Path) -> None:
-    """The profile of the serving model: the working tree's when its bytes match the record,
-    else the DVC cache's copy; a missing one is a DataError naming the md5."""
-    import shutil
-
-    from mlops_assets.core.drift import write_reference_profile
-    from mlops_assets.core.io import md5_file
-
-    c = contract()
-    pipeline, threshold = trained()
-    log, _ = scored_week(8)
-    prof_rel, values_rel = "data/model/reference_profile.json", "data/model/reference_profile.parquet"
-    write_reference_profile(log, c, log["score"].to_numpy(), threshold, {},
-                            tmp_path / prof_rel, tmp_path / values_rel)
-    record = {"model_md5": "m1", "reference_profile_md5": md5_file(tmp_path / prof_rel)}
-    assert lp.pinned_reference_profile(tmp_path, record)["features"]
-    # a newer training run replaced the working tree's profile: the cache has the pinned bytes
-    for rel in (prof_rel, values_rel):
-        md5 = md5_file(tmp_path / rel)
-        cached = tmp_path / ".dvc/cache/files/md5" / md5[:2] / md5[2:]
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(tmp_path / rel, cached)
-    other, _ = scored_week(9)
-    write_reference_profile(other, c, other["score"].to_numpy(), threshold, {},
-                            tmp_path / prof_rel, tmp_path / values_rel)
-    pinned = lp.pinned_reference_profile(tmp_path, record)
-    assert ".dvc" in str(pinned["_values"].path)
-    with pytest.raises(DataError, match="neither in the working tree nor in the DVC cache"):
-        lp.pinned_reference_profile(tmp_path, {"model_md5": "m2", "reference_profile_md5": "0" * 32})
