@@ -53,10 +53,12 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _stage(args: argparse.Namespace) -> int:
+    """One DVC stage in this process (what `dvc repro` runs for each stage)."""
     return stage_main([args.name] + (["--root", str(args.root)] if args.root else []))
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; the order of the subcommands is the order of `--help`."""
     parser = argparse.ArgumentParser(prog="mlops-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="land the sample data and materialise the whole chain")

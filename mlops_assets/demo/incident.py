@@ -25,6 +25,12 @@ decision in registry/audit.log.jsonl.
 The timeline (stdout, and `--json FILE`) has one row per week: rows, drift severity, top
 drifted features, production version, the FPR of the serving model at its operating
 threshold on that week's labels, and the actions taken.
+
+This module is the driver (normal weeks, in-process holiday weeks); beside it:
+demo/workspace.py builds the workspace (its `setup` must run before this module is
+imported: the Dagster definitions read dvc.yaml and params.yaml of MLOPS_ASSETS_ROOT at
+import), demo/runs.py holds the Dagster runs and approvals, demo/daemon_replay.py the
+holiday weeks against the daemon, demo/timeline.py the FPR measurement and the table.
 """
 
 from __future__ import annotations
