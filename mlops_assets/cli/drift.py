@@ -17,8 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import yaml
 
-from mlops_assets.core.io import DataError, write_json_atomic, write_text_atomic
+from mlops_assets.core.io import (
+    DataError,
+    md5_file,
+    read_table,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 EXIT_OK, EXIT_DRIFT, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -45,10 +53,9 @@ def add_drift_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def _read(path: str) -> Any:
     """A pandas frame for CSV; for Parquet, only the schema (columns are read one at a time)."""
-    from mlops_assets.core.io import read_table
-
     pth = Path(path)
     if pth.suffix.lower() in (".parquet", ".pq"):
+        # Lazy: mlops_assets.core.drift pulls in scipy (~1 s); `--help` must not wait for it.
         from mlops_assets.core.drift.profile import ParquetSource
 
         src = ParquetSource(pth)
@@ -87,13 +94,12 @@ def _null_counts(tab: Any, cols: list[str]) -> dict[str, tuple[int, int]]:
 def _all_nan_numeric(tab: Any, col: str) -> bool:
     x = tab.numeric(col) if hasattr(tab, "schema") else None
     if x is None:
-        import pandas as pd
-
         x = pd.to_numeric(tab[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     return not np.isfinite(x).any()
 
 
 def _plan(ref: Any, cur: Any, args: argparse.Namespace) -> dict[str, str]:
+    # Lazy: mlops_assets.core.drift pulls in scipy (~1 s); `--help` must not wait for it.
     from mlops_assets.core.drift.profile import infer_type
 
     rd, cd = _dtypes(ref), _dtypes(cur)
@@ -134,8 +140,6 @@ def _plan(ref: Any, cur: Any, args: argparse.Namespace) -> dict[str, str]:
 def _params(args: argparse.Namespace) -> dict[str, Any]:
     params: dict[str, Any] = {}
     if args.params:
-        import yaml
-
         pth = Path(args.params)
         if not pth.exists():
             raise DataError("params file does not exist", path=pth)
@@ -175,6 +179,8 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def run_drift(args: argparse.Namespace) -> int:
+    """Compare the two tables, print the table, write the reports; the exit code gates."""
+    # Lazy: mlops_assets.core.drift pulls in scipy (~1 s); `--help` must not wait for it.
     from mlops_assets.core import drift
 
     try:
@@ -187,7 +193,7 @@ def run_drift(args: argparse.Namespace) -> int:
         else:
             profile = drift.build_reference_profile(ref, types, params=params)
         lineage = {"reference": str(args.reference), "current": str(args.current),
-                   "reference_md5": _md5(args.reference), "current_md5": _md5(args.current),
+                   "reference_md5": md5_file(args.reference), "current_md5": md5_file(args.current),
                    "libraries": drift.library_versions()}
         if hasattr(cur, "schema"):
             report = drift.compute_drift_from_parquet(profile, cur.path, params=params,
@@ -203,12 +209,6 @@ def run_drift(args: argparse.Namespace) -> int:
     if args.html_out:
         write_text_atomic(args.html_out, drift.render_html(report))
     return EXIT_DRIFT if report["severity"] == "significant" else EXIT_OK
-
-
-def _md5(path: str) -> str:
-    from mlops_assets.core.io import md5_file
-
-    return md5_file(path)
 
 
 def main(argv: list[str] | None = None) -> int:

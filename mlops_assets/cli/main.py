@@ -8,12 +8,20 @@ import sys
 import time
 from pathlib import Path
 
+from mlops_assets.cli.drift import add_drift_parser, run_drift
+from mlops_assets.cli.incident import add_incident_parser
+from mlops_assets.cli.lineage import add_lineage_parsers
+from mlops_assets.cli.registry import add_registry_parsers
+from mlops_assets.cli.serve import add_serve_parser
+from mlops_assets.core.layout import DRIFT_HTML, EVALUATION, MODEL, MODEL_RECORD, PLOTS
 from mlops_assets.pipeline import project_root
+from mlops_assets.stages import main as stage_main
 
 
 def _demo(args: argparse.Namespace) -> int:
     """Land the embedded sample data and materialise the whole chain in the project's
     Dagster instance, exactly as the UI would, then say where everything is."""
+    # Lazy: the orchestration loads dagster and the definitions; `--help` must not wait.
     from mlops_assets.demo.orchestrate import materialize_chain
 
     root = project_root()
@@ -30,27 +38,27 @@ def _demo(args: argparse.Namespace) -> int:
     cand = ev.get("candidate", {})
     runs = ", ".join(summary["run_ids"])
     print(f"\nMaterialised the whole chain in {took:.1f}s (Dagster runs {runs}).")
-    print(f"  model         {root / 'data/model/model.skops'}  (md5 {summary['model_md5']})")
-    print(f"  model record  {root / 'data/model/model.json'}")
-    print(f"  metrics       {root / 'data/reports/evaluation.json'}  "
+    print(f"  model         {root / MODEL}  (md5 {summary['model_md5']})")
+    print(f"  model record  {root / MODEL_RECORD}")
+    print(f"  metrics       {root / EVALUATION}  "
           f"precision {cand.get('precision', 0):.3f}  recall {cand.get('recall', 0):.3f}  "
           f"FPR {cand.get('fpr', 0):.4f}  ROC AUC {cand.get('roc_auc', 0):.3f}  "
           f"(eligible: {ev['gate']['eligible']} vs {ev['reference'].get('name')})")
-    print(f"  drift report  {root / 'data/reports/drift.html'}  "
+    print(f"  drift report  {root / DRIFT_HTML}  "
           f"severity {dr.get('severity')}, drift share {dr.get('drift_share', 0):.2f}")
-    print(f"  plots         {root / 'data/reports/plots'}  (or: dvc plots show)")
+    print(f"  plots         {root / PLOTS}  (or: dvc plots show)")
     print("\nOpen the UI:        make ui   ->  http://127.0.0.1:3000")
     print("Same chain by DVC:  .venv/bin/dvc repro   (up to date now: nothing reruns)")
     return 0
 
 
 def _stage(args: argparse.Namespace) -> int:
-    from mlops_assets.stages import main as stage_main
-
+    """One DVC stage in this process (what `dvc repro` runs for each stage)."""
     return stage_main([args.name] + (["--root", str(args.root)] if args.root else []))
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; the order of the subcommands is the order of `--help`."""
     parser = argparse.ArgumentParser(prog="mlops-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="land the sample data and materialise the whole chain")
@@ -59,30 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--root", type=Path)
     p.set_defaults(func=_stage)
-    try:
-        from mlops_assets.cli.drift import add_drift_parser, run_drift
-
-        add_drift_parser(sub).set_defaults(func=run_drift)
-    except ImportError:  # the drift CLI module is optional at import time
-        pass
-    try:
-        from mlops_assets.cli.registry import add_registry_parsers
-
-        add_registry_parsers(sub)
-    except ImportError:  # the registry CLI module is optional at import time
-        pass
-    try:
-        from mlops_assets.cli.lineage import add_lineage_parsers
-
-        add_lineage_parsers(sub)
-    except ImportError:  # the lineage CLI module is optional at import time
-        pass
-    try:
-        from mlops_assets.cli.serve import add_serve_parser
-
-        add_serve_parser(sub)
-    except ImportError:  # the serve CLI module (and its web dependencies) is optional
-        pass
+    # every sub-CLI is imported at the top: a broken one fails loudly, never vanishes
+    add_drift_parser(sub).set_defaults(func=run_drift)
+    add_registry_parsers(sub)
+    add_incident_parser(sub)
+    add_lineage_parsers(sub)
+    add_serve_parser(sub)
     return parser
 
 

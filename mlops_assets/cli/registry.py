@@ -23,7 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from mlops_assets.core.io import DataError
+from mlops_assets.core.layout import (
+    AUDIT_LOG,
+    EVALUATION,
+    MODEL,
+    MODEL_RECORD,
+    PRODUCTION_POINTER,
+    REGISTRY_DIR,
+    REGISTRY_MODELS,
+)
 from mlops_assets.core.registry import STAGES, Registry, RegistryError
+from mlops_assets.pipeline import project_root
+from mlops_assets.repo.dvc_bridge import repo_lock, track_audit_log
 
 
 def _user() -> str:
@@ -34,8 +45,6 @@ def _user() -> str:
 
 
 def _root(args: argparse.Namespace) -> Path:
-    from mlops_assets.pipeline import project_root
-
     return Path(args.root) if getattr(args, "root", None) else project_root()
 
 
@@ -75,7 +84,7 @@ def _list(args: argparse.Namespace) -> int:
     for t in table:
         print("  ".join(x.ljust(w) for x, w in zip(t, widths, strict=True)))
     prod = reg.pointer().get("version")
-    print(f"\nserving (registry/production.json): {prod or 'nothing in production'}")
+    print(f"\nserving ({PRODUCTION_POINTER}): {prod or 'nothing in production'}")
     return 0
 
 
@@ -90,9 +99,9 @@ def _show(args: argparse.Namespace) -> int:
 def _register(args: argparse.Namespace) -> int:
     root = _root(args)
     reg = Registry(root)
-    model = Path(args.model or root / "data/model/model.skops")
-    record = Path(args.record or root / "data/model/model.json")
-    evaluation = args.evaluation or root / "data/reports/evaluation.json"
+    model = Path(args.model or root / MODEL)
+    record = Path(args.record or root / MODEL_RECORD)
+    evaluation = args.evaluation or root / EVALUATION
     evaluation = Path(evaluation) if Path(evaluation).exists() else None
     v = reg.register(model, record, evaluation_path=evaluation, by=args.by or _user(),
                      reason=args.reason or "registered from the command line")
@@ -154,12 +163,11 @@ def _track(args: argparse.Namespace) -> int:
     remote, with `dvc push`); registry/models.dvc pins them in git beside registry.json and
     production.json. The audit log is DVC-tracked too (registry/audit.log.jsonl.dvc; every
     registry command and Dagster run that appends to it re-pins it)."""
+    # Lazy: dvc takes most of a second to import and only `track` needs it here.
     from dvc.repo import Repo
 
-    from mlops_assets.repo.dvc_bridge import repo_lock
-
     root = _root(args)
-    models = root / "registry" / "models"
+    models = root / REGISTRY_MODELS
     if not models.is_dir():
         print("registry: no registered models to track yet", file=sys.stderr)
         return 2
@@ -168,8 +176,8 @@ def _track(args: argparse.Namespace) -> int:
     _track_log(root)
     dvcfile = models.with_suffix(".dvc")
     print(f"tracked {models.relative_to(root)} and the audit log with DVC -> "
-          f"{dvcfile.relative_to(root)}, registry/audit.log.jsonl.dvc; commit them with the "
-          "registry/*.json files, then `dvc push`")
+          f"{dvcfile.relative_to(root)}, {AUDIT_LOG}.dvc; commit them with the "
+          f"{REGISTRY_DIR}/*.json files, then `dvc push`")
     return 0
 
 
@@ -189,8 +197,6 @@ def _guarded(func: Any, mutating: bool = False) -> Any:
 
 
 def _track_log(root: Path) -> None:
-    from mlops_assets.repo.dvc_bridge import track_audit_log
-
     if (root / ".dvc").is_dir():
         track_audit_log(root)
 
@@ -236,7 +242,4 @@ def add_registry_parsers(sub: Any) -> argparse.ArgumentParser:
     q = rs.add_parser("log", help="the registry events of the audit log")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=_guarded(_log))
-    from mlops_assets.demo.incident import add_incident_parser
-
-    add_incident_parser(sub)  # `mlops-assets incident` (issue 4), mounted with the registry
     return p

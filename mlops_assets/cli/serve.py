@@ -16,11 +16,17 @@ underscores); command-line flags win.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
+
+from mlops_assets.core.contract import load_contract
+from mlops_assets.core.io import DataError
+from mlops_assets.pipeline import load_params, project_root
 
 
 def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -65,8 +71,7 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
 def build_service(args: argparse.Namespace, preflight: bool = False) -> tuple[Any, Any]:
     """(app, loaded production model); raises DataError with a message for a person.
     `preflight` only verifies the model (pointer, bytes, record): (None, unloaded model)."""
-    from mlops_assets.core.contract import load_contract
-    from mlops_assets.pipeline import load_params, project_root
+    # Lazy: the service pulls in fastapi and sklearn (seconds); `--help` must not wait.
     from mlops_assets.serve.app import ServeConfig, create_app
     from mlops_assets.serve.model_holder import (
         ModelHolder,
@@ -97,8 +102,6 @@ def build_service(args: argparse.Namespace, preflight: bool = False) -> tuple[An
         config.offload_records = config.max_batch + 1
     fast = dict(fast=config.fast_path, batch_threads=config.batch_threads, load=not preflight)
     if not 0.0 <= config.canary_share <= 1.0:
-        from mlops_assets.core.io import DataError
-
         raise DataError(f"--canary-share is {config.canary_share}", expected="0 <= share <= 1")
     if args.model is not None:
         model = load_pinned(root, contract, args.model.resolve(), None, None, source="file",
@@ -123,9 +126,8 @@ def run_serve(args: argparse.Namespace) -> int:
     # traverses the trees in numpy; the rest runs with one OpenMP thread), and for
     # --batch-threads > 1 PASSIVE waiting made HistGradientBoosting's 200 parallel regions
     # per call ~5x slower (22 ms instead of 4 ms for 1,000 rows, measured).
+    # Lazy: uvicorn is only needed to serve, not to print `--help`.
     import uvicorn
-
-    from mlops_assets.core.io import DataError
 
     workers = max(1, int(getattr(args, "workers", None) or 1))
     try:
@@ -160,9 +162,6 @@ _WORKER_ARGS = "MLOPS_ASSETS_SERVE_ARGS"
 
 def worker_app() -> Any:
     """The app of one `--workers` process (uvicorn factory), from the parent's arguments."""
-    import faulthandler
-    import signal
-
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1`: thread stacks
     raw = json.loads(os.environ[_WORKER_ARGS])
     for key in ("root", "model"):

@@ -16,13 +16,17 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
+from mlops_assets.core.layout import DRIFT_JSON, EVALUATION, MODEL_RECORD
+from mlops_assets.definitions import defs as project_defs
+from mlops_assets.defs.assets import BATCHES
+from mlops_assets.defs.metadata import CHECKS
+
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 
 def load_defs() -> dg.Definitions:
-    from mlops_assets.definitions import defs
-
-    return defs()
+    """The project's Definitions (what the UI and the daemon load)."""
+    return project_defs()
 
 
 def _execute(defs: dg.Definitions, instance: dg.DagsterInstance, selection: str,
@@ -37,8 +41,8 @@ def _execute(defs: dg.Definitions, instance: dg.DagsterInstance, selection: str,
 
 def materialize_chain(root: Path, progress: bool = True,
                       instance: dg.DagsterInstance | None = None) -> dict[str, Any]:
-    from mlops_assets.defs.assets import BATCHES
-
+    """Land the batches, then run the rest of the chain over all batch partitions; the
+    summary says whether it worked (and what failed) and carries the headline reports."""
     defs = load_defs()
     instance = instance or dg.DagsterInstance.get()
     say = print if progress else (lambda *a, **k: None)
@@ -54,8 +58,20 @@ def materialize_chain(root: Path, progress: bool = True,
         chain = ('* and not key:"landing_batches" and not key:"production_model"'
                  ' and not group:"live_monitoring"')  # live traffic has partitions of its own
         runs.append(_execute(defs, instance, chain, tags))
-    from mlops_assets.defs.metadata import CHECKS
+    failed, errors = _failures(runs)
+    success = all(r.success for r in runs) and not failed and len(runs) == 2
+    summary: dict[str, Any] = {"success": success, "run_ids": [r.run_id[:8] for r in runs],
+                               "failed_steps": failed, "errors": errors}
+    if success:
+        summary["evaluation"] = json.loads((root / EVALUATION).read_text())
+        summary["drift"] = json.loads((root / DRIFT_JSON).read_text())
+        summary["model_md5"] = json.loads((root / MODEL_RECORD).read_text())["model_md5"]
+    return summary
 
+
+def _failures(runs: list[dg.ExecuteInProcessResult]) -> tuple[list[str], list[str]]:
+    """Failed steps and failed blocking checks of the runs, with their first error lines
+    (a failed blocking check stops the chain as surely as an exception)."""
     blocking = {name for checks in CHECKS.values() for name, is_blocking, _ in checks if is_blocking}
     failed, errors = [], []
     for r in runs:
@@ -70,11 +86,4 @@ def materialize_chain(root: Path, progress: bool = True,
                   and data.check_name in blocking):
                 failed.append(f"{data.asset_key.to_user_string()} (check {data.check_name})")
                 errors.extend((data.description or f"check {data.check_name} failed").splitlines())
-    success = all(r.success for r in runs) and not failed and len(runs) == 2
-    summary: dict[str, Any] = {"success": success, "run_ids": [r.run_id[:8] for r in runs],
-                               "failed_steps": failed, "errors": errors}
-    if success:
-        summary["evaluation"] = json.loads((root / "data/reports/evaluation.json").read_text())
-        summary["drift"] = json.loads((root / "data/reports/drift.json").read_text())
-        summary["model_md5"] = json.loads((root / "data/model/model.json").read_text())["model_md5"]
-    return summary
+    return failed, errors

@@ -5,6 +5,7 @@ Dagster uses these md5s as data versions, so the UI and `dvc.lock` can never dis
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import os
 from collections.abc import Iterator
@@ -13,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from mlops_assets.core.audit import append_event
+from mlops_assets.core.layout import AUDIT_LOG
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
@@ -32,6 +36,7 @@ def repo_lock(root: Path) -> Iterator[None]:
 
 def commit_stage(root: Path, stage: str) -> None:
     """Record the stage's current deps, params and outs in dvc.lock and the cache."""
+    # Lazy: dvc takes about a second to import; the Dagster definitions import this module.
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
@@ -59,12 +64,11 @@ def lock_deps(root: Path, stage: str) -> dict[str, str]:
 
 def status(root: Path) -> dict[str, Any]:
     """`dvc status` as a dict: empty when every stage is up to date."""
+    # Lazy: dvc takes about a second to import; the Dagster definitions import this module.
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
         return repo.status()
-
-
 
 
 def track_audit_log(root: Path, *, locked: bool = False) -> str | None:
@@ -72,11 +76,10 @@ def track_audit_log(root: Path, *, locked: bool = False) -> str | None:
     push`) and `registry/audit.log.jsonl.dvc` pins them in git: the pinned version is the
     append-only anchor `audit verify` checks the file against. Returns the md5, None when
     there is no log yet. `locked`: the caller already holds repo_lock."""
+    # Lazy: dvc takes about a second to import; the Dagster definitions import this module.
     from dvc.repo import Repo
 
-    from mlops_assets.core.registry import AUDIT_LOG, REGISTRY_DIR
-
-    path = root / REGISTRY_DIR / AUDIT_LOG
+    path = root / AUDIT_LOG
     if not path.exists():
         return None
     if not locked:
@@ -92,12 +95,7 @@ def record_audit(root: Path, event: dict[str, Any], *, track: bool = True,
                  locked: bool = False) -> dict[str, Any]:
     """Append one event (stamped with the time) to the hash-chained audit log and, with
     `track`, pin the new version in DVC."""
-    import datetime as dt
-
-    from mlops_assets.core.audit import append_event
-    from mlops_assets.core.registry import AUDIT_LOG, REGISTRY_DIR
-
-    entry = append_event(root / REGISTRY_DIR / AUDIT_LOG, {
+    entry = append_event(root / AUDIT_LOG, {
         "at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         **event})
     if track:

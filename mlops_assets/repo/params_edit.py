@@ -3,6 +3,7 @@ lands here so that DVC pins the values a model was actually trained with."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,6 @@ from mlops_assets.core.io import write_text_atomic
 
 def update_params_section(path: Path, section: str, values: dict[str, Any]) -> bool:
     """Set `section.key: value` for each item; returns whether anything changed."""
-    import io
-
     yaml = YAML()
     yaml.preserve_quotes = True
     data = yaml.load(path.read_text())
