@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from mlops_assets.core.dvcgraph import dvc_stages, load_params
 from mlops_assets.core.layout import MODEL, MODEL_RECORD
 from mlops_assets.core.lineage.chain import (
@@ -106,11 +108,11 @@ def _graph(root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """dvc.yaml's stages and params.yaml: the graph the walk follows."""
     try:
         params = load_params(root) or {}
-    except OSError:
+    except (OSError, yaml.YAMLError):
         params = {}
     try:
         return dvc_stages(root), params
-    except (OSError, KeyError, TypeError, AttributeError) as e:
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as e:
         raise LineageError(f"cannot read the stage graph from {root / 'dvc.yaml'} "
                            f"({type(e).__name__}: {e})") from None
 
