@@ -152,7 +152,7 @@ def build_chain(root: Path, weeks: int, rows: int) -> dict[str, float]:
     pq.write_table(train.slice(0, 1000), d / "model/reference_profile.parquet")
     import yaml
 
-    from mlops_assets.core.lineage import installed_libraries
+    from mlops_assets.core.versions import library_versions
 
     params = yaml.safe_load((root / "params.yaml").read_text())
     version = md5(d / "model/model.skops")
@@ -169,7 +169,7 @@ def build_chain(root: Path, weeks: int, rows: int) -> dict[str, float]:
                  "data/validated/dataset.parquet": md5(d / "validated/dataset.parquet")},
         "params": params["train"], "cutoff": cutoff.isoformat(), "threshold": 0.5,
         "operating_fpr": params["train"]["operating_fpr"],
-        "rows": {"train": train.num_rows}, "libraries": installed_libraries(),
+        "rows": {"train": train.num_rows}, "libraries": library_versions(),
         "snapshots": [{k: e[k] for k in ("batch", "source_file", "snapshot_file", "md5", "rows")}
                       for e in manifest["entries"]],
         "split": split, "reference_profile_md5": md5(d / "model/reference_profile.json")}

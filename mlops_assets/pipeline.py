@@ -6,9 +6,13 @@ through this map, and a test fails if the two graphs ever disagree."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import yaml
+from mlops_assets.core.dvcgraph import dvc_stage_edges, dvc_stages, load_params
+
+# dvc.yaml is read by core.dvcgraph; these names stay importable from here for the adapters.
+__all__ = ["ASSET_GROUPS", "ASSET_OUTS_OVERRIDE", "ASSET_STAGE", "STAGE_ASSETS", "asset_deps",
+           "asset_outs", "dvc_stage_edges", "dvc_stages", "load_params", "project_root",
+           "stage_code_files"]
 
 # DVC stage name -> Dagster asset keys it materialises, in chain order.
 STAGE_ASSETS: dict[str, tuple[str, ...]] = {
@@ -44,60 +48,6 @@ def project_root() -> Path:
 
     env = os.environ.get("MLOPS_ASSETS_ROOT")
     return Path(env).resolve() if env else Path(__file__).resolve().parent.parent
-
-
-def load_params(root: Path) -> dict[str, Any]:
-    with open(root / "params.yaml") as f:
-        return yaml.safe_load(f)
-
-
-def _interpolate(value: str, params: dict[str, Any]) -> str:
-    """Resolve DVC's ${a.b} templating against params.yaml, as `dvc` itself does."""
-    import re
-
-    def lookup(m: re.Match[str]) -> str:
-        node: Any = params
-        for part in m.group(1).split("."):
-            node = node[part]
-        return str(node)
-
-    return re.sub(r"\$\{\s*([\w.]+)\s*\}", lookup, value)
-
-
-def _paths(entries: list[Any] | None, params: dict[str, Any]) -> list[str]:
-    out = []
-    for e in entries or []:
-        path = next(iter(e)) if isinstance(e, dict) else e
-        out.append(_interpolate(str(path), params).rstrip("/"))
-    return out
-
-
-def dvc_stages(root: Path) -> dict[str, dict[str, list[str]]]:
-    """Each stage's resolved deps and outs (outs include metrics and plots files)."""
-    with open(root / "dvc.yaml") as f:
-        spec = yaml.safe_load(f)
-    params = load_params(root)
-    stages: dict[str, dict[str, list[str]]] = {}
-    for name, st in spec["stages"].items():
-        outs = (_paths(st.get("outs"), params) + _paths(st.get("metrics"), params)
-                + _paths(st.get("plots"), params))
-        stages[name] = {"deps": _paths(st.get("deps"), params), "outs": outs}
-    return stages
-
-
-def dvc_stage_edges(root: Path) -> set[tuple[str, str]]:
-    """(upstream, downstream) stage pairs: B depends on A when a dep of B is, or lies
-    inside, an out of A."""
-    stages = dvc_stages(root)
-    edges = set()
-    for down, st in stages.items():
-        for dep in st["deps"]:
-            for up, ust in stages.items():
-                if up == down:
-                    continue
-                if any(dep == o or dep.startswith(o + "/") for o in ust["outs"]):
-                    edges.add((up, down))
-    return edges
 
 
 # Which of a multi-asset stage's outs belong to which asset (default: all of them).

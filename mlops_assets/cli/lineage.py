@@ -13,115 +13,42 @@ missing (and nothing mismatched); 2 bad input (unknown model version). `--requir
 also fails (1) when Dagster never materialised an artifact of the chain.
 `audit verify`: 0 the chain holds, 1 it is broken. `reproduce`: 0 identical bytes, 1 not.
 
-The Dagster materialisation metadata is read through `DagsterInstance.get()` when
-DAGSTER_HOME points at an instance with storage; otherwise that part is skipped with a note."""
+The Dagster materialisation metadata is read through `mlops_assets.defs.lineage` (the
+instance at DAGSTER_HOME, when it has storage); otherwise that part is skipped with a note."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from mlops_assets.pipeline import project_root
+from mlops_assets.core.audit import read_events
+from mlops_assets.core.io import DataError
+from mlops_assets.core.layout import AUDIT_LOG
+from mlops_assets.core.lineage import (
+    DagsterRecords,
+    LineageError,
+    build_lineage,
+    event_line,
+    event_matches_type,
+    event_names_model,
+    event_time,
+    json_default,
+    render_graph,
+    render_json,
+    render_text,
+    to_json,
+    verify_audit_log,
+    verify_lineage,
+)
+from mlops_assets.core.store import HashCache
+from mlops_assets.pipeline import ASSET_STAGE, asset_outs, project_root
+from mlops_assets.repo.reproduce import ReproduceError, render_result, reproduce
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT, EXIT_MISSING = 0, 1, 2, 3
-
-
-# ============================================================================ Dagster
-
-
-class InstanceRecords:
-    """Materialisation records of the project's Dagster instance, as plain dicts (what
-    `core.lineage.DagsterRecords` asks for). Fetched once per asset."""
-
-    def __init__(self, instance: Any) -> None:
-        self.instance = instance
-        self._cache: dict[str, list[dict[str, Any]]] = {}
-
-    def materializations(self, asset_key: str) -> list[dict[str, Any]]:
-        if asset_key not in self._cache:
-            import dagster as dg
-
-            recs: list[Any] = []
-            cursor = None
-            while True:
-                res = self.instance.fetch_materializations(
-                    dg.AssetKey(asset_key), limit=1000, cursor=cursor, ascending=True)
-                recs += res.records
-                if not res.has_more:
-                    break
-                cursor = res.cursor
-            out = []
-            for r in recs:
-                mat = r.asset_materialization
-                if mat is None:
-                    continue
-                meta = {}
-                for k, v in (mat.metadata or {}).items():
-                    val = getattr(v, "value", v)
-                    meta[k] = val if isinstance(val, (str, int, float, bool)) else str(val)
-                dvc_md5 = meta.get("dvc/md5")
-                out.append({"timestamp": r.timestamp, "run_id": r.run_id,
-                            "partition": mat.partition,
-                            "data_version": (mat.tags or {}).get("dagster/data_version"),
-                            "dvc_md5": dvc_md5, "metadata": meta,
-                            "tags": dict(mat.tags or {})})
-            self._cache[asset_key] = out
-        return self._cache[asset_key]
-
-
-def dagster_records(root: Path) -> tuple[InstanceRecords | None, str]:
-    """The instance's records, or None and why not. Only an instance whose DAGSTER_HOME
-    already has storage is opened (opening one would otherwise create it)."""
-    home = os.environ.get("DAGSTER_HOME")
-    if not home:
-        return None, "Dagster: DAGSTER_HOME is not set, materialisation metadata not checked"
-    h = Path(home)
-    if not any((h / d).exists() for d in ("storage", "history")):
-        return None, (f"Dagster: DAGSTER_HOME {h} has no storage yet (nothing was materialised "
-                      "there), materialisation metadata not checked")
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    try:
-        import dagster as dg
-
-        instance = dg.DagsterInstance.get()
-    except Exception as e:  # noqa: BLE001 (a broken instance is a note, not a crash)
-        return None, f"Dagster: cannot open the instance at {h} ({type(e).__name__}: {e})"
-    return InstanceRecords(instance), f"Dagster: instance {h}"
-
-
-def model_lineage_metadata(root: Path, version: str) -> dict[str, Any]:
-    """Metadata for the `model` asset's materialisation that links it to its lineage record:
-    writes `data/runs/lineage/<version>.json` (run facts: git-ignored, not a DVC output) and
-    returns {lineage_record (path), lineage_verify (the command), lineage_graph (Mermaid)}.
-    Meant for defs/metadata.py `asset_metadata(key="model", ...)`; never raises (a lineage
-    problem must not fail a training run), returns {} instead."""
-    import dagster as dg
-
-    from mlops_assets.core.lineage import HashCache, build_lineage, render_graph
-
-    try:
-        with HashCache.for_root(root) as cache:
-            lineage, chain = build_lineage(root, version, cache=cache)
-        out = root / "data" / "runs" / "lineage" / f"{version}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(lineage, indent=2, sort_keys=True, default=_json_default))
-        tmp.replace(out)
-        return {
-            "lineage_record": dg.MetadataValue.path(str(out)),
-            "lineage_verify": dg.MetadataValue.text(f"mlops-assets lineage {version} --verify"),
-            "lineage_graph": dg.MetadataValue.md(
-                "```mermaid\n" + render_graph(lineage, chain, "mermaid") + "\n```"),
-        }
-    except Exception:  # noqa: BLE001
-        return {}
 
 
 # ============================================================================ lineage
@@ -176,40 +103,38 @@ def add_lineage_parsers(sub: Any) -> None:
         vf.set_defaults(func=run_audit_verify)
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (dt.datetime, dt.date)):
-        return o.isoformat()
-    if isinstance(o, Path):
-        return str(o)
-    if isinstance(o, set):
-        return sorted(o)
-    return str(o)
-
-
 def _asset_outs(root: Path) -> dict[str, tuple[str, str]] | None:
     """asset key -> (DVC stage, the out whose dvc.lock md5 is its data version)."""
-    from mlops_assets.pipeline import ASSET_STAGE, asset_outs
-
     try:
         return {a: (ASSET_STAGE[a], outs[0]) for a, outs in asset_outs(root).items() if outs}
     except (OSError, KeyError, ValueError):
         return None
 
 
-def run_lineage(args: argparse.Namespace) -> int:
-    from mlops_assets.core.lineage import (
-        HashCache,
-        LineageError,
-        build_lineage,
-        render_graph,
-        render_text,
-        verify_lineage,
-    )
+def _dagster(root: Path, no_dagster: bool) -> tuple[DagsterRecords | None, str]:
+    """The Dagster instance's records (defs.lineage), or None and why not."""
+    if no_dagster:
+        return None, "Dagster: not read (--no-dagster)"
+    # imported here: mlops_assets.defs imports dagster (about a second), which --no-dagster
+    # and the audit commands never need
+    from mlops_assets.defs.lineage import dagster_records
 
+    return dagster_records(root)
+
+
+def _exit_code(verification: dict[str, Any], require_dagster: bool) -> int:
+    counts = verification["counts"]
+    if counts["mismatched"] or (require_dagster and any(
+            c["kind"] == "dagster" and c["status"] == "warning" for c in verification["checks"])):
+        return EXIT_MISMATCH
+    if counts["missing"]:
+        return EXIT_MISSING
+    return EXIT_OK
+
+
+def run_lineage(args: argparse.Namespace) -> int:
     root = project_root()
-    dagster, note = (None, "Dagster: not read (--no-dagster)")
-    if not args.no_dagster:
-        dagster, note = dagster_records(root)
+    dagster, note = _dagster(root, args.no_dagster)
     with HashCache.for_root(root, enabled=not args.no_hash_cache) as cache:
         try:
             lineage, chain = build_lineage(root, args.model, cache=cache, dagster=dagster)
@@ -223,29 +148,13 @@ def run_lineage(args: argparse.Namespace) -> int:
     if args.graph:
         print(render_graph(lineage, chain, args.graph, verification))
     elif args.json:
-        doc = {**lineage, "artifacts": [
-            {"id": a.id, "kind": a.kind, "path": a.path, "md5": a.md5,
-             "claims": [{"by": who, "md5": m} for who, m in a.claims]}
-            for a in chain.artifacts.values()]}
-        if verification is not None:
-            doc["verification"] = verification
-        print(json.dumps(doc, indent=2, sort_keys=True, default=_json_default))
+        print(render_json(lineage, chain, verification))
     else:
         print(render_text(lineage, verification))
-    if verification is None:
-        return EXIT_OK
-    counts = verification["counts"]
-    if counts["mismatched"] or (args.require_dagster and any(
-            c["kind"] == "dagster" and c["status"] == "warning" for c in verification["checks"])):
-        return EXIT_MISMATCH
-    if counts["missing"]:
-        return EXIT_MISSING
-    return EXIT_OK
+    return EXIT_OK if verification is None else _exit_code(verification, args.require_dagster)
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
-    from mlops_assets.repo.reproduce import ReproduceError, render_result, reproduce
-
     try:
         result = reproduce(project_root(), args.model, keep=args.keep,
                            progress=None if args.json else lambda m: print(m, file=sys.stderr))
@@ -253,7 +162,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
         print(f"reproduce: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.json:
-        print(json.dumps(result, indent=2, sort_keys=True, default=_json_default))
+        print(to_json(result))
     else:
         print(render_result(result))
     return EXIT_OK if result["ok"] else EXIT_MISMATCH
@@ -270,8 +179,6 @@ def _parse_since(text: str) -> dt.datetime:
 def filter_events(events: list[dict[str, Any]], since: dt.datetime | None = None,
                   model: str | None = None, event_type: str | None = None
                   ) -> list[dict[str, Any]]:
-    from mlops_assets.core.lineage import event_matches_type, event_names_model, event_time
-
     out = []
     for e in events:
         if since is not None:
@@ -287,10 +194,6 @@ def filter_events(events: list[dict[str, Any]], since: dt.datetime | None = None
 
 
 def run_audit_log(args: argparse.Namespace) -> int:
-    from mlops_assets.core.audit import read_events
-    from mlops_assets.core.io import DataError
-    from mlops_assets.core.lineage import AUDIT_LOG, _event_line
-
     path = args.log or project_root() / AUDIT_LOG
     try:
         since = _parse_since(args.since) if args.since else None
@@ -306,22 +209,20 @@ def run_audit_log(args: argparse.Namespace) -> int:
     shown = filter_events(events, since, args.model, args.event_type)
     out = sys.stdout
     if args.json:  # one compact object per line inside the array (the C encoder: fast)
-        out.write("[\n" + ",\n".join(json.dumps(e, sort_keys=True, default=_json_default)
+        out.write("[\n" + ",\n".join(json.dumps(e, sort_keys=True, default=json_default)
                                       for e in shown) + ("\n]\n" if shown else "]\n"))
         return EXIT_OK
     if not Path(path).exists():
         print(f"{path}: no audit log yet (nothing recorded)")
         return EXIT_OK
     lines = [f"{'seq':>6}  {'time':<25} {'type':<26} details"]
-    lines += [f"{e.get('seq', '?'):>6}  {_event_line(e)}" for e in shown]
+    lines += [f"{e.get('seq', '?'):>6}  {event_line(e)}" for e in shown]
     lines.append(f"{len(shown)} of {len(events)} entries ({path})")
     out.write("\n".join(lines) + "\n")
     return EXIT_OK
 
 
 def run_audit_verify(args: argparse.Namespace) -> int:
-    from mlops_assets.core.lineage import verify_audit_log
-
     root = project_root()
     res = verify_audit_log(root, args.log)
     path, n, problems = res["path"], res["entries"], res["problems"]

@@ -9,6 +9,7 @@ import fcntl
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,12 +87,23 @@ def read_events(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
-def verify_chain(path: str | Path) -> list[str]:
-    """Problems found, one message per broken link; an empty list means the chain holds."""
+@dataclass(frozen=True)
+class ChainBreak:
+    """One broken link of the hash chain, for callers that word it their own way."""
+
+    line: int                 # 1-based line number
+    kind: str                 # "json" (not JSON), "link" (prev_hash) or "seq"
+    seq: Any = None           # the entry's recorded seq
+    prev_hash: Any = None     # the entry's recorded prev_hash
+    expected: str = GENESIS   # the hash of the line before (GENESIS for line 1)
+
+
+def chain_breaks(path: str | Path) -> list[ChainBreak]:
+    """Walk the hash chain once (the one walk of it): every broken link, in file order."""
     path = Path(path)
     if not path.exists():
         return []
-    problems = []
+    breaks: list[ChainBreak] = []
     prev = GENESIS
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, start=1):
@@ -101,13 +113,24 @@ def verify_chain(path: str | Path) -> list[str]:
             try:
                 entry = json.loads(raw)
             except json.JSONDecodeError:
-                problems.append(f"{path}: line {n} is not valid JSON")
+                breaks.append(ChainBreak(n, "json", expected=prev))
                 prev = _line_hash(raw)
                 continue
-            if entry.get("prev_hash") != prev:
-                problems.append(f"{path}: line {n} (seq {entry.get('seq')}) does not chain to the "
-                                f"line before it: the log was edited, reordered or truncated")
-            if entry.get("seq") != n - 1:
-                problems.append(f"{path}: line {n} has seq {entry.get('seq')}, expected {n - 1}")
+            seq, recorded = entry.get("seq"), entry.get("prev_hash")
+            if recorded != prev:
+                breaks.append(ChainBreak(n, "link", seq, recorded, prev))
+            if seq != n - 1:
+                breaks.append(ChainBreak(n, "seq", seq, recorded, prev))
             prev = _line_hash(raw)
-    return problems
+    return breaks
+
+
+def verify_chain(path: str | Path) -> list[str]:
+    """Problems found, one message per broken link; an empty list means the chain holds."""
+    messages = {
+        "json": "{path}: line {n} is not valid JSON",
+        "link": "{path}: line {n} (seq {seq}) does not chain to the line before it: the log was "
+                "edited, reordered or truncated",
+        "seq": "{path}: line {n} has seq {seq}, expected {n_1}"}
+    return [messages[b.kind].format(path=path, n=b.line, seq=b.seq, n_1=b.line - 1)
+            for b in chain_breaks(path)]

@@ -20,7 +20,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import sys
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -39,6 +38,7 @@ from mlops_assets.core.contract import Contract, FeatureSpec
 from mlops_assets.core.evaluate import classification_metrics, operating_threshold
 from mlops_assets.core.features import MISSING_CATEGORY
 from mlops_assets.core.io import DataError, md5_file, write_bytes_atomic
+from mlops_assets.core.versions import library_versions
 
 # OpenMP threads used while fitting. One thread makes the result independent of the host's
 # core count by construction (no parallel reduction can round differently), and on a busy
@@ -425,24 +425,6 @@ def load_model(path: str | Path) -> Pipeline:
 
 
 # --------------------------------------------------------------------------- metadata
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries that decide the model's bytes and predictions."""
-    import pyarrow
-    import scipy
-    import sklearn
-    import skops
-
-    return {
-        "python": f"{sys.version_info.major}.{sys.version_info.minor}",
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-        "pyarrow": pyarrow.__version__,
-        "scikit-learn": sklearn.__version__,
-        "scipy": scipy.__version__,
-        "skops": skops.__version__,
-    }
 
 
 def _is_absolute(p: str) -> bool:

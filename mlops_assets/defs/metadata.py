@@ -8,6 +8,7 @@ from typing import Any
 
 import dagster as dg
 
+from mlops_assets.defs.lineage import model_lineage_metadata
 from mlops_assets.stages import StageResult
 
 # asset key -> [(check name, blocking, description)]
@@ -97,8 +98,6 @@ def asset_metadata(key: str, result: StageResult, root: Path) -> dict[str, Any]:
         out["record"] = _path(root, "data/model/model.json")
         out["record_json"] = dg.MetadataValue.json(r)
         if r.get("model_md5"):  # the link to its lineage record (mlops-assets lineage VERSION)
-            from mlops_assets.cli.lineage import model_lineage_metadata
-
             out.update(model_lineage_metadata(root, r["model_md5"]))
     elif key == "evaluation":
         ev = m["evaluation"]

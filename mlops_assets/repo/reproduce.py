@@ -17,6 +17,7 @@ that the bytes are the registered ones, or say exactly which input differs.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -27,22 +28,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mlops_assets.core.lineage import (
-    MODEL,
-    MODEL_RECORD,
+import yaml
+
+from mlops_assets.core.dvcgraph import inside, param
+from mlops_assets.core.layout import MODEL, MODEL_RECORD
+from mlops_assets.core.lineage.chain import LineageError
+from mlops_assets.core.lineage.history import (
     TRAIN_STAGE,
-    LineageError,
     LockHistory,
-    _deps,
-    _outs,
-    _params,
-    dir_md5,
-    dvc_cache_dir,
-    installed_libraries,
-    md5_of_file,
+    deps_of,
     model_md5_of,
-    resolve_model,
+    outs_of,
+    params_of,
 )
+from mlops_assets.core.lineage.model import resolve_model
+from mlops_assets.core.store import dir_md5, dvc_cache_dir, dvc_cache_object, md5_of_file
+from mlops_assets.core.versions import library_versions
+
+Say = Callable[[str], None]
 
 
 class ReproduceError(Exception):
@@ -96,123 +99,152 @@ def _dvc_remotes(root: Path, env: dict[str, str]) -> dict[str, str]:
     return out
 
 
+def _step(steps: list[dict[str, Any]], name: str, p: subprocess.CompletedProcess[str],
+          keep: int = 1000, stderr_only: bool = False) -> bool:
+    """Record a tool run among the result's steps; whether it succeeded."""
+    detail = p.stderr if stderr_only else p.stdout + p.stderr
+    steps.append({"step": name, "ok": p.returncode == 0, "detail": detail.strip()[-keep:]})
+    return p.returncode == 0
+
+
+def _share_dvc(root: Path, wt: Path, env: dict[str, str], steps: list[dict[str, Any]]) -> None:
+    """Point the worktree's DVC at this repository's cache and remotes."""
+    dvc = _tool("dvc")
+    p = _run([dvc, "cache", "dir", "--local", str(dvc_cache_dir(root))], wt, env)
+    _step(steps, "dvc cache dir --local", p, keep=500, stderr_only=True)
+    for name, url in _dvc_remotes(root, env).items():
+        _run([dvc, "remote", "modify", "--local", name, "url", url], wt, env)
+
+
+def _inputs(root: Path, stages: dict[str, Any], result: dict[str, Any]
+            ) -> tuple[dict[str, str], list[str]]:
+    """The train stage's deps (path -> md5 pinned) and which of them DVC brings. The model
+    record pins (by md5) data the train stage reads besides its declared deps
+    (data/features/features.parquet: its md5 goes into model.json); those count too."""
+    train = stages.get(TRAIN_STAGE) or {}
+    deps = dict(deps_of(train))
+    produced = {o.rstrip("/") for st in stages.values() for o in outs_of(st)}
+    record = _record_from_cache(root, outs_of(train).get(MODEL_RECORD))
+    undeclared = {p: m for p, m in (record.get("data") or {}).items() if p not in deps}
+    result["undeclared_inputs"] = sorted(undeclared)
+    deps.update(undeclared)
+    return deps, [d for d in deps if any(inside(d, o) for o in produced)]
+
+
+def _checkout(wt: Path, env: dict[str, str], data_deps: list[str], steps: list[dict[str, Any]],
+              say: Say) -> None:
+    """Bring the data deps from the shared cache, else from the remote."""
+    if not data_deps:
+        return
+    dvc = _tool("dvc")
+    say(f"dvc checkout {' '.join(data_deps)}")
+    if not _step(steps, "dvc checkout", _run([dvc, "checkout", *data_deps], wt, env)):
+        say("dvc checkout failed for some inputs; trying dvc pull")
+        _step(steps, "dvc pull", _run([dvc, "pull", *data_deps], wt, env))
+
+
+def _compare_inputs(wt: Path, deps: dict[str, str], data_deps: list[str],
+                    lock_params: dict[str, Any], result: dict[str, Any]) -> None:
+    """Every input in the worktree against what dvc.lock pinned (data, code and params)."""
+    for path, want in sorted(deps.items()):
+        have = _tree_md5(wt / path)
+        row = {"path": path, "expected": want, "actual": have,
+               "source": "DVC" if path in data_deps else "git"}
+        result["inputs"].append(row)
+        if have != want:
+            result["input_differences"].append(row)
+    now = yaml.safe_load((wt / "params.yaml").read_text()) or {}
+    for key, val in lock_params.items():
+        node = param(now, key)
+        if node != val:
+            result["input_differences"].append(
+                {"path": f"params.yaml:{key}", "expected": val, "actual": node,
+                 "source": "git"})
+
+
+def _rebuild(wt: Path, env: dict[str, str], train: dict[str, Any], result: dict[str, Any],
+             say: Say) -> None:
+    """`dvc repro` the train stage with the worktree's code, and compare the bytes."""
+    run_env = dict(env)
+    run_env["MLOPS_ASSETS_ROOT"] = str(wt)
+    run_env["PYTHONPATH"] = str(wt) + (os.pathsep + env["PYTHONPATH"]
+                                       if env.get("PYTHONPATH") else "")
+    run_env.pop("DAGSTER_HOME", None)
+    say("dvc repro --force --single-item train")
+    p = _run([_tool("dvc"), "repro", "--force", "--single-item", TRAIN_STAGE], wt, run_env)
+    ok = _step(result["steps"], "dvc repro --force --single-item train", p, keep=2000)
+    model = wt / MODEL
+    result["rebuilt_md5"] = md5_of_file(model) if ok and model.exists() else None
+    result["identical"] = result["rebuilt_md5"] == result["version"]
+    result["ok"] = result["identical"] and not result["input_differences"]
+    result["record_identical"] = (model.exists() and (wt / MODEL_RECORD).exists()
+                                  and md5_of_file(wt / MODEL_RECORD)
+                                  == outs_of(train).get(MODEL_RECORD))
+    if not result["identical"]:
+        result["libraries"] = _library_diff(wt)
+
+
+def _remove_worktree(root: Path, wt: Path, env: dict[str, str], result: dict[str, Any]) -> None:
+    _run(["git", "worktree", "remove", "--force", str(wt)], root, env)
+    if wt.exists():
+        shutil.rmtree(wt, ignore_errors=True)
+    _run(["git", "worktree", "prune"], root, env)
+    result["worktree_removed"] = not wt.exists()
+
+
+def _tool_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["DVC_NO_ANALYTICS"] = "1"
+    return env
+
+
+def _add_worktree(root: Path, version: str, commit: str, env: dict[str, str]) -> Path:
+    """A detached worktree of `commit` in a fresh temporary folder (outside the repo)."""
+    wt = Path(tempfile.mkdtemp(prefix=f"mlops-reproduce-{version[:8]}-"))
+    wt.rmdir()  # git worktree add wants to create it
+    proc = _run(["git", "worktree", "add", "--detach", str(wt), commit], root, env)
+    if proc.returncode != 0:
+        raise ReproduceError(f"git worktree add failed: {proc.stderr.strip()}")
+    return wt
+
+
 def reproduce(root: Path, ref: str, keep: bool = False,
-              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+              progress: Say | None = None) -> dict[str, Any]:
     """Rebuild model `ref` in a temporary worktree; the result dict says whether the bytes
     are identical and, if not, which inputs differ."""
     say = progress or (lambda m: None)
     root = Path(root).resolve()
-    history = LockHistory(root)
     try:
-        version = resolve_model(root, ref, history).version
+        version = resolve_model(root, ref, LockHistory(root)).version
     except LineageError as e:
         raise ReproduceError(str(e)) from None
     commit, stages = find_commit(root, version)
     train = stages.get(TRAIN_STAGE) or {}
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["DVC_NO_ANALYTICS"] = "1"
+    env = _tool_env()
     result: dict[str, Any] = {"version": version, "commit": commit, "identical": False,
-                              "ok": False,
-                              "rebuilt_md5": None, "input_differences": [], "inputs": [],
-                              "steps": [], "worktree": None}
+                              "ok": False, "rebuilt_md5": None, "input_differences": [],
+                              "inputs": [], "steps": [], "worktree": None}
     started = time.perf_counter()
-    wt = Path(tempfile.mkdtemp(prefix=f"mlops-reproduce-{version[:8]}-"))
-    wt.rmdir()  # git worktree add wants to create it
+    wt = _add_worktree(root, version, commit, env)
     result["worktree"] = str(wt)
     say(f"model {version} was recorded in dvc.lock at commit {commit[:10]}; worktree {wt}")
-    proc = _run(["git", "worktree", "add", "--detach", str(wt), commit], root, env)
-    if proc.returncode != 0:
-        raise ReproduceError(f"git worktree add failed: {proc.stderr.strip()}")
     try:
-        # 1. share this repository's DVC cache and remotes
-        dvc = _tool("dvc")
-        steps = result["steps"]
-        cache_dir = dvc_cache_dir(root)
-        p = _run([dvc, "cache", "dir", "--local", str(cache_dir)], wt, env)
-        steps.append({"step": "dvc cache dir --local", "ok": p.returncode == 0,
-                      "detail": p.stderr.strip()[-500:]})
-        for name, url in _dvc_remotes(root, env).items():
-            _run([dvc, "remote", "modify", "--local", name, "url", url], wt, env)
-        # 2. the data deps of the train stage, from the cache (or the remote)
-        deps = dict(_deps(train))
-        produced = {o for st in stages.values() for o in _outs(st)}
-        # The model record pins (by md5) data the train stage reads besides its declared
-        # deps (data/features/features.parquet: its md5 goes into model.json); bring those too.
-        record = _record_from_cache(root, _outs(train).get(MODEL_RECORD))
-        undeclared = {p: m for p, m in (record.get("data") or {}).items() if p not in deps}
-        result["undeclared_inputs"] = sorted(undeclared)
-        deps.update(undeclared)
-        data_deps = [d for d in deps
-                     if any(d == o or d.startswith(o.rstrip("/") + "/") for o in produced)]
-        if data_deps:
-            say(f"dvc checkout {' '.join(data_deps)}")
-            p = _run([dvc, "checkout", *data_deps], wt, env)
-            steps.append({"step": "dvc checkout", "ok": p.returncode == 0,
-                          "detail": (p.stdout + p.stderr).strip()[-1000:]})
-            if p.returncode != 0:
-                say("dvc checkout failed for some inputs; trying dvc pull")
-                p = _run([dvc, "pull", *data_deps], wt, env)
-                steps.append({"step": "dvc pull", "ok": p.returncode == 0,
-                              "detail": (p.stdout + p.stderr).strip()[-1000:]})
-        # 3. every input against dvc.lock
-        for path, want in sorted(deps.items()):
-            have = _tree_md5(wt / path)
-            row = {"path": path, "expected": want, "actual": have,
-                   "source": "DVC" if path in data_deps else "git"}
-            result["inputs"].append(row)
-            if have != want:
-                result["input_differences"].append(row)
-        lock_params = _params(train)
-        import yaml
-
-        now = yaml.safe_load((wt / "params.yaml").read_text()) or {}
-        for key, val in lock_params.items():
-            node: Any = now
-            for part in key.split("."):
-                node = node.get(part) if isinstance(node, dict) else None
-            if node != val:
-                result["input_differences"].append(
-                    {"path": f"params.yaml:{key}", "expected": val, "actual": node,
-                     "source": "git"})
-        # 4. rebuild
-        run_env = dict(env)
-        run_env["MLOPS_ASSETS_ROOT"] = str(wt)
-        run_env["PYTHONPATH"] = str(wt) + (os.pathsep + env["PYTHONPATH"]
-                                           if env.get("PYTHONPATH") else "")
-        run_env.pop("DAGSTER_HOME", None)
-        say("dvc repro --force --single-item train")
-        p = _run([dvc, "repro", "--force", "--single-item", TRAIN_STAGE], wt, run_env)
-        steps.append({"step": "dvc repro --force --single-item train", "ok": p.returncode == 0,
-                      "detail": (p.stdout + p.stderr).strip()[-2000:]})
-        model = wt / MODEL
-        result["rebuilt_md5"] = md5_of_file(model) if (p.returncode == 0 and model.exists()) \
-            else None
-        result["identical"] = result["rebuilt_md5"] == version
-        result["ok"] = result["identical"] and not result["input_differences"]
-        want_rec = _outs(train).get(MODEL_RECORD)
-        result["record_identical"] = (model.exists() and (wt / MODEL_RECORD).exists()
-                                      and md5_of_file(wt / MODEL_RECORD) == want_rec)
-        if not result["identical"]:
-            result["libraries"] = _library_diff(wt)
+        _share_dvc(root, wt, env, result["steps"])
+        deps, data_deps = _inputs(root, stages, result)
+        _checkout(wt, env, data_deps, result["steps"], say)
+        _compare_inputs(wt, deps, data_deps, params_of(train), result)
+        _rebuild(wt, env, train, result, say)
     finally:
         if keep:
             say(f"worktree kept at {wt}")
         else:
-            _run(["git", "worktree", "remove", "--force", str(wt)], root, env)
-            if wt.exists():
-                shutil.rmtree(wt, ignore_errors=True)
-            _run(["git", "worktree", "prune"], root, env)
-            result["worktree_removed"] = not wt.exists()
+            _remove_worktree(root, wt, env, result)
     result["seconds"] = round(time.perf_counter() - started, 2)
     return result
 
 
 def _record_from_cache(root: Path, md5: str | None) -> dict[str, Any]:
-    import json
-
-    from mlops_assets.core.lineage import dvc_cache_object
-
     if not md5:
         return {}
     obj = dvc_cache_object(root, md5)
@@ -223,13 +255,11 @@ def _record_from_cache(root: Path, md5: str | None) -> dict[str, Any]:
 
 
 def _library_diff(wt: Path) -> dict[str, Any]:
-    import json
-
     try:
         rec = json.loads((wt / MODEL_RECORD).read_text()).get("libraries") or {}
     except (OSError, ValueError):
         rec = {}
-    now = installed_libraries()
+    now = library_versions()
     return {k: {"recorded": rec.get(k), "installed": now.get(k)} for k in sorted(set(rec) | set(now))
             if rec.get(k) != now.get(k)}
 

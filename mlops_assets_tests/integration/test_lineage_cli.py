@@ -170,7 +170,7 @@ def test_text_graph_and_console_script(project: Path, capsys) -> None:
 
 def test_model_lineage_metadata_for_the_dagster_ui(project: Path) -> None:
     """What defs/metadata.py can attach to the model asset: a link to the lineage record."""
-    from mlops_assets.cli.lineage import model_lineage_metadata
+    from mlops_assets.defs.lineage import model_lineage_metadata
 
     v = json.loads((project / "registry/production.json").read_text())["version"]
     meta = model_lineage_metadata(project, v)

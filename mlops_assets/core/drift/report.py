@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlops_assets.core import versions
 from mlops_assets.core.drift import stats as st
 from mlops_assets.core.drift.html import markdown_table, render_html
 from mlops_assets.core.drift.profile import (
@@ -58,6 +59,9 @@ __all__ = [
 ]
 
 REPORT_FORMAT = "mlops_assets.drift.report/1"
+# report key -> distribution, for the drift CLI's lineage header (order kept: it is output)
+DRIFT_LIBRARIES = {"numpy": "numpy", "scipy": "scipy", "pandas": "pandas", "pyarrow": "pyarrow",
+                   "mlops_assets": "mlops_assets"}
 EFFECT_NAMES = {"ks": "ks_d", "psi": "psi", "js": "js_distance",
                 "wasserstein": "wasserstein_norm", "chi2": "cohens_w"}
 TEST_OF = {"ks": "ks", "wasserstein": "ks", "psi": "chi2", "js": "chi2", "chi2": "chi2"}
@@ -128,16 +132,9 @@ def drift_report_from_files(profile_json: str | Path, values_path: str | Path | 
     return drift_report(profile, current_df, current_scores, params, lineage, importance)
 
 
-def library_versions() -> dict[str, str]:
+def library_versions() -> dict[str, str | None]:
     """Versions for the report's lineage header (the caller adds them)."""
-    import pyarrow
-    import scipy
-
-    import mlops_assets
-
-    return {"numpy": np.__version__, "scipy": scipy.__version__, "pandas": pd.__version__,
-            "pyarrow": pyarrow.__version__,
-            "mlops_assets": getattr(mlops_assets, "__version__", "0.1.0")}
+    return versions.library_versions(DRIFT_LIBRARIES, python=False)
 
 
 # ------------------------------------------------------------------------ per feature
