@@ -24,7 +24,7 @@ def run_incident(args: argparse.Namespace) -> int:
         return 2
     workdir.mkdir(parents=True, exist_ok=True)
     ws = setup(workdir.resolve(), args.rows_per_week, daemon=not args.in_process)
-    # Lazy, and only after setup: the driver imports the Dagster definitions, which read
+    # Lazy: only after setup, since the driver imports the Dagster definitions, which read
     # dvc.yaml and params.yaml of MLOPS_ASSETS_ROOT (now the workspace) at import; they
     # also pull in dagster and sklearn, which `mlops-assets --help` must not wait for.
     from mlops_assets.demo.incident import replay

@@ -115,8 +115,8 @@ def _dagster(root: Path, no_dagster: bool) -> tuple[DagsterRecords | None, str]:
     """The Dagster instance's records (defs.lineage), or None and why not."""
     if no_dagster:
         return None, "Dagster: not read (--no-dagster)"
-    # imported here: mlops_assets.defs imports dagster (about a second), which --no-dagster
-    # and the audit commands never need
+    # Lazy: mlops_assets.defs imports dagster (about a second), which --no-dagster and the
+    # audit commands never need.
     from mlops_assets.defs.lineage import dagster_records
 
     return dagster_records(root)
