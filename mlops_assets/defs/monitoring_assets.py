@@ -41,6 +41,8 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from mlops_assets.core.automation import newest_timestamp as _newest_timestamp
+from mlops_assets.core.automation import retrain_run_config, retrain_window
 from mlops_assets.core.io import DataError, md5_file, read_table, write_json_atomic
 from mlops_assets.core.monitoring import live_performance as lp
 from mlops_assets.defs.metadata import CHECKS, asset_metadata, check_results
@@ -49,12 +51,9 @@ from mlops_assets.defs.sensors import (
     BATCHES_NAME,
     TRIGGER_TAG,
     _audit,
-    _newest_timestamp,
     fresh_check_results,
     retrain_in_progress,
     retrain_job,
-    retrain_run_config,
-    retrain_window,
 )
 from mlops_assets.pipeline import load_params, project_root
 

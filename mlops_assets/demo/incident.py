@@ -209,8 +209,8 @@ def _landing_report(root: Path, instance: Any, run_id: str) -> dict[str, Any]:
     retrain that may follow rewrites data/reports/drift.json)."""
     import dagster as dg
 
+    from mlops_assets.core.automation import read_pinned_report
     from mlops_assets.core.layout import DRIFT_JSON
-    from mlops_assets.defs.sensors import read_pinned_report
 
     recs = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("drift_report")), limit=20).records
