@@ -195,20 +195,25 @@ retrain_job = dg.define_asset_job(
 )
 
 
-def _target_report_md5(instance: dg.DagsterInstance, evaluation: Any) -> str | None:
-    """The dvc md5 of the drift.json the failed check evaluated: from the `dvc/outs` metadata
-    of the check's target materialisation (its data version is the first out, the HTML)."""
+def _target_report_md5(instance: dg.DagsterInstance, evaluation: Any,
+                       run_id: str) -> str | None:
+    """The dvc md5 of the drift.json the check evaluated: from the `dvc/outs` metadata of
+    the check's target materialisation, or (when Dagster records no target, as for the
+    partitioned landing runs) of the run's own drift_report materialisation."""
     target = getattr(evaluation, "target_materialization_data", None)
-    if target is None:
+    if target is not None:
+        recs = instance.fetch_materializations(dg.AssetRecordsFilter(
+            asset_key=DRIFT_CHECK.asset_key, storage_ids=[target.storage_id]), limit=1).records
+        mats = [r.asset_materialization for r in recs]
+    else:
+        recs = instance.get_records_for_run(
+            run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, ascending=False).records
+        mats = [m for m in (r.asset_materialization for r in recs)
+                if m is not None and m.asset_key == DRIFT_CHECK.asset_key]
+    if not mats:
         return None
-    recs = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=DRIFT_CHECK.asset_key, storage_ids=[target.storage_id]),
-        limit=1).records
-    if not recs:
-        return None
-    outs = recs[0].asset_materialization.metadata.get("dvc/outs")
-    value = getattr(outs, "value", None) or {}
-    return value.get(DRIFT_JSON)
+    outs = mats[0].metadata.get("dvc/outs")
+    return (getattr(outs, "value", None) or {}).get(DRIFT_JSON)
 
 
 def retrain_in_progress(instance: dg.DagsterInstance) -> str | None:
@@ -226,7 +231,7 @@ def _drift_events(context: dg.SensorEvaluationContext, root: Path,
     for r in fresh:  # oldest first: the order the batches were reported in
         evaluation = r.event.get_dagster_event().event_specific_data \
             if r.event and r.event.dagster_event else None
-        dv = _target_report_md5(context.instance, evaluation) if evaluation else None
+        dv = _target_report_md5(context.instance, evaluation, r.run_id)
         report = read_pinned_report(root, dv)
         if report is None:
             context.log.warning(f"drift report {dv} of run {r.run_id[:8]} not found; skipped")
@@ -303,8 +308,10 @@ def weekly_retrain_schedule(context: dg.ScheduleEvaluationContext):
     on = automation_settings(params)["weekly_retrain"]
     running = retrain_in_progress(context.instance) if on else None
     newest = newest_timestamp(root, params) if on and not running else None
-    tick = context.scheduled_execution_time
-    key, run = weekly_retrain(params, running, newest, tick.date().isoformat() if tick else None)
+    key, run = weekly_retrain(params, running, newest, None)
     if run is None:
         return dg.SkipReason(key)
+    tick = context.scheduled_execution_time  # raises outside a scheduled tick: read it last
+    if tick:
+        key = f"weekly:{tick.date().isoformat()}"
     return dg.RunRequest(run_key=key, run_config=run["run_config"], tags=run["tags"])
