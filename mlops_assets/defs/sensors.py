@@ -108,7 +108,7 @@ DRIFT_CHECK = dg.AssetCheckKey(dg.AssetKey("drift_report"), "no_significant_drif
 BATCHES_NAME = "batches"  # defs/assets.py BATCHES (not imported: it reads dvc.yaml at import)
 IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
                dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
-_newest_timestamp = newest_timestamp  # the old name, still imported by monitoring_assets
+_newest_timestamp = newest_timestamp  # old name, for branches not yet importing core.automation
 
 
 def _params(root: Path | None = None) -> dict[str, Any]:
