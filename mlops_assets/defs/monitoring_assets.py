@@ -43,6 +43,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from mlops_assets.core.automation import newest_timestamp, retrain_run_config, retrain_window
 from mlops_assets.core.contract import Contract, load_contract
 from mlops_assets.core.io import DataError, md5_file
 from mlops_assets.core.monitoring import batch_scoring, live_drift
@@ -56,12 +57,9 @@ from mlops_assets.defs.sensors import (
     BATCHES_NAME,
     TRIGGER_TAG,
     _audit,
-    _newest_timestamp,
     fresh_check_results,
     retrain_in_progress,
     retrain_job,
-    retrain_run_config,
-    retrain_window,
 )
 from mlops_assets.pipeline import load_params, project_root
 from mlops_assets.stages import StageResult
@@ -408,7 +406,7 @@ def live_quality_retrain_sensor(context: dg.SensorEvaluationContext) -> dg.Senso
             _audit(root, {"kind": "live_quality", "action": "retrain_absorbed", "event": dv,
                           "by": "live_quality_retrain_sensor", "reason": why})
             continue
-        newest = _newest_timestamp(root, params) if params else None
+        newest = newest_timestamp(root, params) if params else None
         if newest is None:
             notes.append(f"live-quality event {dv}: no feature table to retrain on")
             continue

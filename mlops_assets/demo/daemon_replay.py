@@ -17,12 +17,13 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.core.audit import read_events
+from mlops_assets.core.automation import BATCH_TAG, TRIGGER_TAG, read_pinned_report
 from mlops_assets.core.generate import generate_week
 from mlops_assets.core.ingest import batch_key
 from mlops_assets.core.io import write_parquet_atomic
 from mlops_assets.core.layout import AUDIT_LOG, DRIFT_JSON, LANDING
 from mlops_assets.core.registry import Registry
-from mlops_assets.defs.sensors import BATCH_TAG, DRIFT_CHECK, TRIGGER_TAG, read_pinned_report
+from mlops_assets.defs.sensors import DRIFT_CHECK
 from mlops_assets.demo.processes import (
     Service,
     start_daemon,

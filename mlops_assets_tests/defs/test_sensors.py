@@ -1,9 +1,7 @@
-"""Sensors and the schedule against a real Dagster instance, across several ticks.
-
-Landing: the same file twice, the same name with new content, a partial file, a duplicate
-under another name. Drift -> retrain: a normal batch (no retrain), a drifted batch (exactly
-one retrain, and none again when its report is re-run), a drifted batch while a retrain is
-in progress (absorbed, no storm). The chain runs for real on a small project copy."""
+"""The sensors and the schedule against a real Dagster instance: one tick-level test per
+sensor (state read, policy called, RunRequests/partitions/audit acted on), and, marked slow,
+the chain run for real on a small project copy (drift -> exactly one retrain -> candidate ->
+promotion). Every policy branch is a unit test in core/test_automation.py."""
 
 from __future__ import annotations
 
@@ -18,14 +16,16 @@ import pytest
 from dagster._core.test_utils import create_run_for_test
 
 from mlops_assets.core.audit import read_events
+from mlops_assets.core.automation import drift_inputs_ready
 from mlops_assets.core.generate import FraudScenario, generate_week
 from mlops_assets.core.io import write_parquet_atomic
+from mlops_assets.core.layout import AUDIT_LOG
 from mlops_assets.defs.sensors import (
     CHAIN_AFTER_LANDING,
     drift_retrain_sensor,
     landing_sensor,
+    retrain_in_progress,
     retrain_job,
-    retrain_window,
     weekly_retrain_schedule,
 )
 from mlops_assets_tests.conftest import VENV_BIN, make_project_copy
@@ -84,99 +84,48 @@ def _frame(seed: int = 0):
                          "amount": [1.0 * i + seed for i in range(5)]})
 
 
-def test_same_file_twice_is_one_partition_and_one_run(landing_root: Path) -> None:
-    landing = landing_root / "data" / "landing"
-    with dg.instance_for_test() as instance:
-        write_batch(landing / "week_a.parquet", _frame())
-        r1 = tick(landing_sensor, instance, None)
-        apply_partitions(instance, r1)
-        assert [rr.partition_key for rr in r1.run_requests] == ["week_a"]
-        assert r1.run_requests[0].tags["mlops_assets/landing_event"] == "new"
-        assert instance.get_dynamic_partitions("batches") == ["week_a"]
-        # dropped again: same bytes, new mtime
-        write_batch(landing / "week_a.parquet", _frame())
-        r2 = tick(landing_sensor, instance, r1.cursor)
-        assert r2.run_requests == [] and not r2.dynamic_partitions_requests
-        # the same bytes under another name: reported as a duplicate, not a new batch
-        write_batch(landing / "week_a_copy.parquet", _frame())
-        r3 = tick(landing_sensor, instance, r2.cursor)
-        assert r3.run_requests == []
-        assert "duplicate" in (r3.skip_message or "")
-        # the run key rests on the content hash, so even a lost cursor gives the same key
-        r4 = tick(landing_sensor, instance, None)
-        keys = {rr.run_key for rr in r4.run_requests}
-        assert r1.run_requests[0].run_key in keys
-        assert instance.get_dynamic_partitions("batches") == ["week_a"]
-
-
-def test_same_name_new_content_is_a_new_reported_event(landing_root: Path) -> None:
+def test_landing_sensor_ticks(landing_root: Path) -> None:
+    """New file -> partition + run; same bytes again, or under another name -> nothing; same
+    name with new content -> a 'changed' run of the same partition, audited; a lost cursor
+    -> the same run key (it rests on the content hash)."""
     landing = landing_root / "data" / "landing"
     with dg.instance_for_test() as instance:
         write_batch(landing / "week_a.parquet", _frame(0))
         r1 = tick(landing_sensor, instance, None)
         apply_partitions(instance, r1)
+        assert [rr.partition_key for rr in r1.run_requests] == ["week_a"]
         first = r1.run_requests[0]
-        write_batch(landing / "week_a.parquet", _frame(1))
+        assert first.tags["mlops_assets/landing_event"] == "new"
+        assert instance.get_dynamic_partitions("batches") == ["week_a"]
+        write_batch(landing / "week_a.parquet", _frame(0))  # dropped again: same bytes
         r2 = tick(landing_sensor, instance, r1.cursor)
-        apply_partitions(instance, r2)
-        assert len(r2.run_requests) == 1
-        changed = r2.run_requests[0]
-        assert changed.partition_key == "week_a"  # same partition ...
-        assert changed.run_key != first.run_key  # ... new content, new run
+        assert r2.run_requests == [] and not r2.dynamic_partitions_requests
+        write_batch(landing / "week_a_copy.parquet", _frame(0))  # same bytes, other name
+        r3 = tick(landing_sensor, instance, r2.cursor)
+        assert r3.run_requests == [] and "duplicate" in (r3.skip_message or "")
+        write_batch(landing / "week_a.parquet", _frame(1))  # same name, new content
+        r4 = tick(landing_sensor, instance, r3.cursor)
+        apply_partitions(instance, r4)
+        assert len(r4.run_requests) == 1
+        changed = r4.run_requests[0]
+        assert changed.partition_key == "week_a" and changed.run_key != first.run_key
         assert changed.tags["mlops_assets/landing_event"] == "changed"
         assert changed.tags["mlops_assets/previous_md5"] == first.tags["mlops_assets/batch_md5"]
         assert instance.get_dynamic_partitions("batches") == ["week_a"]
-        events = [e for e in read_events(landing_root / "registry" / "audit.log.jsonl")
+        events = [e for e in read_events(landing_root / AUDIT_LOG)
                   if e.get("action") == "batch_changed"]
         assert len(events) == 1 and events[0]["from_md5"] == first.tags["mlops_assets/batch_md5"]
+        r5 = tick(landing_sensor, instance, None)  # cursor lost
+        assert changed.run_key in {rr.run_key for rr in r5.run_requests}
+        assert instance.get_dynamic_partitions("batches") == ["week_a"]
 
 
-def test_partial_file_waits_until_size_and_mtime_are_stable(landing_root: Path) -> None:
-    landing = landing_root / "data" / "landing"
-    with dg.instance_for_test() as instance:
-        # a writer using a temporary name is never looked at
-        (landing / ".week_b.parquet.tmp").write_bytes(b"PAR1 half")
-        (landing / "week_c.parquet.part").write_bytes(b"PAR1 half")
-        r0 = tick(landing_sensor, instance, None)
-        assert r0.run_requests == []
-        # a writer appending in place: fresh mtime, size still growing
-        p = landing / "week_b.parquet"
-        p.write_bytes(b"PAR1 first half")
-        r1 = tick(landing_sensor, instance, r0.cursor)
-        assert r1.run_requests == [] and "still being written" in (r1.skip_message or "")
-        with open(p, "ab") as f:
-            f.write(b" second half")
-        r2 = tick(landing_sensor, instance, r1.cursor)
-        assert r2.run_requests == []  # changed since the last tick: still not settled
-        write_parquet_atomic(p, _frame(7))  # the writer finishes
-        r3 = tick(landing_sensor, instance, r2.cursor)
-        assert r3.run_requests == []  # settled only once unchanged across two ticks
-        r4 = tick(landing_sensor, instance, r3.cursor)
-        assert [rr.partition_key for rr in r4.run_requests] == ["week_b"]
-        assert r4.run_requests[0].tags["mlops_assets/landing_event"] == "new"
-
-
-def test_tick_cost_does_not_hash_known_files(landing_root: Path) -> None:
-    landing = landing_root / "data" / "landing"
-    with dg.instance_for_test() as instance:
-        for i in range(200):
-            write_batch(landing / f"b{i:04d}.parquet", _frame(i))
-        r1 = tick(landing_sensor, instance, None)
-        apply_partitions(instance, r1)
-        assert len(r1.run_requests) == 200
-        start = time.perf_counter()
-        r2 = tick(landing_sensor, instance, r1.cursor)
-        took = time.perf_counter() - start
-        assert r2.run_requests == [] and took < 1.0, took
-
-
+@pytest.mark.slow
 def test_fresh_project_landing_runs_stop_before_drift_and_succeed(small_project: Path) -> None:
     """A fresh clone: the sample weeks are in landing, but no snapshot and no model. The
     sensor's runs must not select drift_report (it would fail without a reference), and
     the runs it asks for must succeed."""
     import yaml
-
-    from mlops_assets.defs.sensors import drift_inputs_ready
 
     root = small_project
     assert not drift_inputs_ready(root)
@@ -274,15 +223,26 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         mp.undo()
 
 
-def test_normal_batch_gives_no_retrain(scenario: Scenario) -> None:
+def test_retrain_in_progress_sees_only_unfinished_retrain_runs() -> None:
+    """What absorbs drift while a retrain runs: a queued/started `retrain` run, not a
+    finished one, nor a run of another job."""
+    with dg.instance_for_test() as instance:
+        create_run_for_test(instance, job_name="other", status=dg.DagsterRunStatus.STARTED)
+        assert retrain_in_progress(instance) is None
+        running = create_run_for_test(instance, job_name=retrain_job.name,
+                                      status=dg.DagsterRunStatus.STARTED,
+                                      tags={"mlops_assets/trigger": "drift"})
+        assert retrain_in_progress(instance) == running.run_id
+        instance.report_run_failed(running)
+        assert retrain_in_progress(instance) is None
+
+
+@pytest.mark.slow
+def test_drifted_batch_gives_exactly_one_retrain(scenario: Scenario) -> None:
     scenario.land_week(11)  # 2025-11-17: an ordinary week
     assert scenario.severity() != "significant"
     res = scenario.drift_tick()
-    assert res.run_requests == []
-    assert "passed" in (res.skip_message or "")
-
-
-def test_drifted_batch_gives_exactly_one_retrain(scenario: Scenario) -> None:
+    assert res.run_requests == [] and "passed" in (res.skip_message or "")
     scenario.land_week(12)  # 2025-11-24: the first holiday week
     assert scenario.severity() == "significant"
     res = scenario.drift_tick()
@@ -291,6 +251,7 @@ def test_drifted_batch_gives_exactly_one_retrain(scenario: Scenario) -> None:
     assert req.run_key.startswith("retrain:")
     assert req.tags["mlops_assets/trigger"] == "drift"
     assert req.tags["mlops_assets/batch"] == "week_2025-11-24"
+    assert req.tags["mlops_assets/drift_report_md5"]  # the pinned report was found
     # the newest window: the last retrain.holdout_days (3) of the drifted week are the
     # holdout, everything before them (its first four days included) trains
     assert req.run_config == {"ops": {"split": {"config": {
@@ -304,23 +265,7 @@ def test_drifted_batch_gives_exactly_one_retrain(scenario: Scenario) -> None:
     scenario.retrain_request = req  # type: ignore[attr-defined]
 
 
-def test_drifted_batch_while_retrain_in_progress_is_absorbed(scenario: Scenario) -> None:
-    running = create_run_for_test(scenario.instance, job_name=retrain_job.name,
-                                  status=dg.DagsterRunStatus.STARTED,
-                                  tags={"mlops_assets/trigger": "drift"})
-    scenario.land_week(13)  # 2025-12-01: a second holiday week, new drift event
-    assert scenario.severity() == "significant"
-    res = scenario.drift_tick()
-    assert res.run_requests == []
-    assert "absorbed" in (res.skip_message or "") and running.run_id in res.skip_message
-    # once the retrain finished, the absorbed event does not come back
-    scenario.instance.report_run_failed(running)
-    assert scenario.drift_tick().run_requests == []
-    actions = [e.get("action") for e in read_events(scenario.root / "registry/audit.log.jsonl")
-               if e.get("kind") == "drift" and e.get("action") != "drift_result"]
-    assert actions == ["retrain_requested", "retrain_absorbed"]
-
-
+@pytest.mark.slow
 def test_retrain_run_trains_on_the_new_window_and_registers_a_candidate(
         scenario: Scenario) -> None:
     from mlops_assets.core.registry import Registry
@@ -342,10 +287,13 @@ def test_retrain_run_trains_on_the_new_window_and_registers_a_candidate(
     assert scenario.drift_tick().run_requests == []
     # while that candidate waits for a person, new drift does not pile up more candidates
     assert reg.awaiting_approval(trigger="drift") == [record["model_md5"]]
-    scenario.land_week(14)  # 2025-12-08: a third holiday week
+    scenario.land_week(13)  # 2025-12-01: a second holiday week, a new drift event
     assert scenario.severity() == "significant"
     res = scenario.drift_tick()
     assert res.run_requests == [] and "awaiting approval" in (res.skip_message or "")
+    actions = [e.get("action") for e in read_events(scenario.root / AUDIT_LOG)
+               if e.get("kind") == "drift" and e.get("action") != "drift_result"]
+    assert actions == ["retrain_requested", "retrain_absorbed"]
 
 
 def _check(run: dg.ExecuteInProcessResult, name: str):
@@ -356,6 +304,7 @@ def _check(run: dg.ExecuteInProcessResult, name: str):
     return evs[0]
 
 
+@pytest.mark.slow
 def test_production_model_needs_approval_and_a_passing_gate(scenario: Scenario) -> None:
     """Promotion is a materialisation of production_model with the approval as run config;
     its blocking check refuses it without approval and when the evaluation gate failed."""
@@ -410,33 +359,6 @@ def test_production_model_needs_approval_and_a_passing_gate(scenario: Scenario) 
     assert lineage["reference_source"] == f"production:{candidate}"
 
 
-def test_a_normal_batch_ends_the_drift_episode_and_new_drift_retrains_once(
-        scenario: Scenario) -> None:
-    """Consecutive drifted batches are one drift episode (one retrain); a normal batch ends
-    it with no retrain; drift after that is a new event: exactly one retrain again."""
-    from dataclasses import replace
-
-    calm = replace(scenario.scenario, holiday_start=None)  # a normal week, after the holidays
-    path = scenario.root / "data" / "landing" / calm.file_name(15)
-    write_batch(path, generate_week(calm, 15))
-    res = tick(landing_sensor, scenario.instance, scenario.landing_cursor)
-    apply_partitions(scenario.instance, res)
-    scenario.landing_cursor = res.cursor
-    req = res.run_requests[0]
-    run = execute(scenario.instance, CHAIN_AFTER_LANDING, req.tags, req.partition_key)
-    assert not _errors(run)
-    assert scenario.severity() != "significant"
-    res = scenario.drift_tick()
-    assert res.run_requests == []
-    assert json.loads(res.cursor)["episode"] is None
-    scenario.land_week(16)  # 2025-12-22: drift again
-    assert scenario.severity() == "significant"
-    res = scenario.drift_tick()
-    assert len(res.run_requests) == 1
-    assert res.run_requests[0].tags["mlops_assets/batch"] == "week_2025-12-22"
-    assert scenario.drift_tick().run_requests == []
-
-
 def _defs() -> dg.Definitions:
     from mlops_assets.definitions import defs
 
@@ -458,12 +380,3 @@ def test_weekly_schedule_is_off_by_default_and_on_with_the_flag(
         update_params_section(landing_root / "params.yaml", "automation", {"weekly_retrain": True})
         out = weekly_retrain_schedule.evaluate_tick(dg.build_schedule_context(instance=instance))
         assert "no feature table" in (out.skip_message or "")
-
-
-def test_retrain_window_respects_holdout_and_label_delay() -> None:
-    assert retrain_window("2025-11-30 23:59:00") == {"cutoff": "2025-11-28",
-                                                      "holdout_end": "2025-12-01"}
-    assert retrain_window("2025-11-30 23:59:00", {"retrain": {"holdout_days": 3,
-                                                              "label_delay_days": 2}}) == {
-        "cutoff": "2025-11-26", "holdout_end": "2025-11-29"}
-
