@@ -104,6 +104,7 @@ def _check(result: dg.ExecuteInProcessResult, name: str) -> dg.AssetCheckEvaluat
     return ev
 
 
+@pytest.mark.slow  # materialises through Dagster
 def test_inference_log_round_trips_through_the_drift_report(
         project: tuple[Path, str], logged: dict[str, pd.DataFrame]) -> None:
     root, version = project
@@ -145,6 +146,7 @@ def test_inference_log_round_trips_through_the_drift_report(
     assert verdicts[today][0] != "significant" and verdicts[today][1], verdicts
 
 
+@pytest.mark.slow  # materialises through Dagster
 def test_live_performance_check_fails_and_the_sensor_requests_one_retrain(
         project: tuple[Path, str], logged: dict[str, pd.DataFrame]) -> None:
     root, version = project
@@ -218,6 +220,7 @@ def test_live_performance_check_fails_and_the_sensor_requests_one_retrain(
         assert not fourth.run_requests
 
 
+@pytest.mark.slow  # materialises through Dagster
 def test_batch_predictions_equal_the_service_scores(project: tuple[Path, str]) -> None:
     from mlops_assets.core.ingest import manifest_entries, read_snapshot
 

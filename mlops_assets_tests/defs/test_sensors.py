@@ -156,7 +156,12 @@ def test_partial_file_waits_until_size_and_mtime_are_stable(landing_root: Path) 
         assert r4.run_requests[0].tags["mlops_assets/landing_event"] == "new"
 
 
-def test_tick_cost_does_not_hash_known_files(landing_root: Path) -> None:
+def test_tick_cost_does_not_hash_known_files(landing_root: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tick over known files hashes none of them (its wall time: benchmarks/sensor_bench.py)."""
+    import mlops_assets.core.io as core_io
+    import mlops_assets.defs.sensors as sensors
+
     landing = landing_root / "data" / "landing"
     with dg.instance_for_test() as instance:
         for i in range(200):
@@ -164,12 +169,21 @@ def test_tick_cost_does_not_hash_known_files(landing_root: Path) -> None:
         r1 = tick(landing_sensor, instance, None)
         apply_partitions(instance, r1)
         assert len(r1.run_requests) == 200
-        start = time.perf_counter()
+        hashed: list[Path] = []
+        real = core_io.md5_file
+
+        def counting(path, *args, **kwargs):
+            hashed.append(Path(path))
+            return real(path, *args, **kwargs)
+
+        monkeypatch.setattr(core_io, "md5_file", counting)
+        monkeypatch.setattr(sensors, "md5_file", counting, raising=False)
         r2 = tick(landing_sensor, instance, r1.cursor)
-        took = time.perf_counter() - start
-        assert r2.run_requests == [] and took < 1.0, took
+        assert r2.run_requests == []
+        assert not [p for p in hashed if p.parent == landing], hashed[:5]
 
 
+@pytest.mark.slow  # materialises through Dagster
 def test_fresh_project_landing_runs_stop_before_drift_and_succeed(small_project: Path) -> None:
     """A fresh clone: the sample weeks are in landing, but no snapshot and no model. The
     sensor's runs must not select drift_report (it would fail without a reference), and
@@ -274,6 +288,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         mp.undo()
 
 
+@pytest.mark.slow  # materialises through Dagster
 def test_normal_batch_gives_no_retrain(scenario: Scenario) -> None:
     scenario.land_week(11)  # 2025-11-17: an ordinary week
     assert scenario.severity() != "significant"
@@ -282,6 +297,7 @@ def test_normal_batch_gives_no_retrain(scenario: Scenario) -> None:
     assert "passed" in (res.skip_message or "")
 
 
+@pytest.mark.slow  # materialises through Dagster
 def test_drifted_batch_gives_exactly_one_retrain(scenario: Scenario) -> None:
     scenario.land_week(12)  # 2025-11-24: the first holiday week
     assert scenario.severity() == "significant"
@@ -304,6 +320,7 @@ def test_drifted_batch_gives_exactly_one_retrain(scenario: Scenario) -> None:
     scenario.retrain_request = req  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow  # materialises through Dagster
 def test_drifted_batch_while_retrain_in_progress_is_absorbed(scenario: Scenario) -> None:
     running = create_run_for_test(scenario.instance, job_name=retrain_job.name,
                                   status=dg.DagsterRunStatus.STARTED,
@@ -321,6 +338,7 @@ def test_drifted_batch_while_retrain_in_progress_is_absorbed(scenario: Scenario)
     assert actions == ["retrain_requested", "retrain_absorbed"]
 
 
+@pytest.mark.slow  # materialises through Dagster
 def test_retrain_run_trains_on_the_new_window_and_registers_a_candidate(
         scenario: Scenario) -> None:
     from mlops_assets.core.registry import Registry
@@ -356,6 +374,7 @@ def _check(run: dg.ExecuteInProcessResult, name: str):
     return evs[0]
 
 
+@pytest.mark.slow  # materialises through Dagster
 def test_production_model_needs_approval_and_a_passing_gate(scenario: Scenario) -> None:
     """Promotion is a materialisation of production_model with the approval as run config;
     its blocking check refuses it without approval and when the evaluation gate failed."""
@@ -410,6 +429,7 @@ def test_production_model_needs_approval_and_a_passing_gate(scenario: Scenario) 
     assert lineage["reference_source"] == f"production:{candidate}"
 
 
+@pytest.mark.slow  # materialises through Dagster
 def test_a_normal_batch_ends_the_drift_episode_and_new_drift_retrains_once(
         scenario: Scenario) -> None:
     """Consecutive drifted batches are one drift episode (one retrain); a normal batch ends
