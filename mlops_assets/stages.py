@@ -353,10 +353,8 @@ def _as_dict(obj: Any) -> dict[str, Any]:
 
 
 def _snapshot_hashes(ctx: StageContext) -> list[dict[str, Any]]:
-    manifest = load_manifest(ctx.path(SNAPSHOTS))
-    entries = manifest["entries"] if isinstance(manifest, dict) else manifest
     return [{k: e[k] for k in ("batch", "source_file", "snapshot_file", "md5", "rows") if k in e}
-            for e in entries]
+            for e in load_manifest(ctx.path(SNAPSHOTS))["entries"]]
 
 
 def _production_model(ctx: StageContext) -> tuple[Any, dict[str, Any]] | None:
