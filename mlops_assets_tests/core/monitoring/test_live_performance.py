@@ -21,7 +21,7 @@ from mlops_assets.core.monitoring import live_performance as lp
 from mlops_assets.core.train import TrainParams, train_model
 from mlops_assets.core.validate import validate_frame
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SETTINGS = lp.monitoring_settings({})
 
 
