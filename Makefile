@@ -7,7 +7,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DVC_NO_ANALYTICS := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: setup demo test ui repro lint bench browser-deps lock
+.PHONY: setup demo test test-fast ui repro lint bench browser-deps lock
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -33,11 +33,16 @@ test: setup browser-deps  ## the whole test suite
 	$(VENV)/bin/ruff check mlops_assets mlops_assets_tests benchmarks
 	$(VENV)/bin/pytest -q
 
+test-fast: setup  ## lint + every test that runs no chain, server or browser (<= 3 min)
+	$(VENV)/bin/ruff check mlops_assets mlops_assets_tests benchmarks
+	$(VENV)/bin/pytest -q -m "not slow"
+
 lint: setup
 	$(VENV)/bin/ruff check mlops_assets mlops_assets_tests benchmarks
 
 bench: setup
 	$(PY) benchmarks/chain_bench.py
+	$(PY) benchmarks/budget_bench.py
 
 lock: setup  ## rebuild dvc.lock from a clean copy of the tracked files (what a fresh clone gets)
 	rm -rf /tmp/mlops_assets_lock && mkdir -p /tmp/mlops_assets_lock

@@ -1,67 +1,131 @@
-"""The chain's shape in one place: which DVC stage materialises which Dagster assets.
+"""The chain's shape in one place: one `StageSpec` per DVC stage, naming the Dagster assets
+it materialises with their group, kinds, files and asset checks.
 
-`dvc.yaml` holds the stage deps and outs; the Dagster assets take their deps from it
-through this map, and a test fails if the two graphs ever disagree."""
+`dvc.yaml` holds the stage deps and outs; the Dagster assets take their deps from it (an
+asset depends on the assets owning its stage's deps), and a test fails if the two graphs
+ever disagree. Nothing here imports Dagster: `defs/` turns these specs into assets."""
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from mlops_assets.core.dvcgraph import dvc_stage_edges, dvc_stages, load_params
+from mlops_assets.core import layout
+from mlops_assets.core.dvcgraph import dvc_stage_edges, dvc_stages, inside, load_params
 
 # dvc.yaml is read by core.dvcgraph; these names stay importable from here for the adapters.
-__all__ = ["ASSET_GROUPS", "ASSET_OUTS_OVERRIDE", "ASSET_STAGE", "STAGE_ASSETS", "asset_deps",
-           "asset_outs", "dvc_stage_edges", "dvc_stages", "load_params", "project_root",
-           "stage_code_files"]
+__all__ = ["ASSETS", "ASSET_GROUPS", "ASSET_STAGE", "SPECS", "STAGE_ASSETS", "STAGE_SPECS",
+           "CheckSpec", "StageAsset", "StageSpec", "asset_deps", "asset_outs", "dvc_stage_edges",
+           "dvc_stages", "load_params", "project_root", "stage_code_files"]
 
-# DVC stage name -> Dagster asset keys it materialises, in chain order.
-STAGE_ASSETS: dict[str, tuple[str, ...]] = {
-    "landing": ("landing_batches",),
-    "snapshot": ("raw_snapshots",),
-    "validate": ("validated_dataset",),
-    "features": ("feature_table",),
-    "split": ("training_set", "holdout_set"),
-    "train": ("model",),
-    "evaluate": ("evaluation",),
-    "drift": ("drift_report",),
-}
 
+@dataclass(frozen=True)
+class CheckSpec:
+    """An asset check. `blocking`: a failure stops everything downstream in the run."""
+
+    name: str
+    description: str
+    blocking: bool = False
+    severity: Literal["ERROR", "WARN"] = "ERROR"
+
+
+@dataclass(frozen=True)
+class StageAsset:
+    """One Dagster asset of a stage: it owns the stage's dvc.yaml outs that are, or lie
+    inside, `files` (its data version is the md5 of the first of them)."""
+
+    key: str
+    group: str
+    files: tuple[str, ...]
+    checks: tuple[CheckSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """A DVC stage (`python -m mlops_assets.stages NAME`) and the assets it materialises.
+    `partitioned`: the stage runs per landing batch (Dagster's `batches` partitions)."""
+
+    name: str
+    assets: tuple[StageAsset, ...]
+    kinds: frozenset[str]
+    partitioned: bool = False
+
+
+STAGE_SPECS: tuple[StageSpec, ...] = (
+    StageSpec("landing", (StageAsset("landing_batches", "ingest", (layout.LANDING,)),),
+              frozenset({"parquet"})),
+    StageSpec("snapshot", (StageAsset("raw_snapshots", "ingest", (layout.SNAPSHOTS,)),),
+              frozenset({"parquet", "dvc"}), partitioned=True),
+    StageSpec("validate", (StageAsset(
+        "validated_dataset", "validation", (layout.VALIDATED, layout.VALIDATION_REPORT),
+        (CheckSpec("validation_passed", "Every snapshot meets the dataset contract (lazy "
+                   "pandera validation). Blocking: nothing downstream runs on invalid data.",
+                   blocking=True),)),),
+        frozenset({"pandera", "pandas"})),
+    StageSpec("features", (StageAsset("feature_table", "features",
+                                      (layout.FEATURES, layout.FEATURE_META)),),
+              frozenset({"pandas"})),
+    StageSpec("split", (
+        StageAsset("training_set", "training", (layout.TRAIN, layout.SPLIT_SUMMARY), (
+            CheckSpec("no_rows_at_or_after_cutoff", "No row of the written training file "
+                      "is at or after params split.cutoff (no leakage), checked on the file "
+                      "itself. Blocking: a leaky split never reaches training.",
+                      blocking=True),)),
+        StageAsset("holdout_set", "training", (layout.HOLDOUT,)),
+    ), frozenset({"pandas"})),
+    StageSpec("train", (StageAsset("model", "training", (
+        layout.MODEL, layout.MODEL_RECORD, layout.REFERENCE_PROFILE, layout.REFERENCE_VALUES)),),
+        frozenset({"scikitlearn"})),
+    StageSpec("evaluate", (StageAsset("evaluation", "evaluation", (layout.EVALUATION, layout.PLOTS), (
+        CheckSpec("promotion_gate", "The candidate is not worse than production (or the rule "
+                  "baseline) beyond params.evaluate.tolerance.", severity="WARN"),)),),
+        frozenset({"scikitlearn"})),
+    StageSpec("drift", (StageAsset("drift_report", "monitoring", (layout.DRIFT_JSON, layout.DRIFT_HTML), (
+        # "The newest batch" (= the one that landed last): defs/monitoring_assets.py
+        # rewrites that phrase for live_drift_report's check
+        CheckSpec("no_significant_drift", "The newest batch shows no significant drift "
+                  "against the training reference. Fails on significant drift so "
+                  "automation can react."),)),),
+        frozenset({"scipy"})),
+)
+
+SPECS: dict[str, StageSpec] = {s.name: s for s in STAGE_SPECS}
+ASSETS: dict[str, StageAsset] = {a.key: a for s in STAGE_SPECS for a in s.assets}
+
+# Views of the table, by the names the rest of the code (and other branches) import.
+STAGE_ASSETS: dict[str, tuple[str, ...]] = {s.name: tuple(a.key for a in s.assets)
+                                            for s in STAGE_SPECS}
 ASSET_STAGE: dict[str, str] = {a: s for s, assets in STAGE_ASSETS.items() for a in assets}
+ASSET_GROUPS: dict[str, str] = {k: a.group for k, a in ASSETS.items()}
 
-# The Dagster group (pipeline stage family) of each asset, shown in the UI.
-ASSET_GROUPS: dict[str, str] = {
-    "landing_batches": "ingest",
-    "raw_snapshots": "ingest",
-    "validated_dataset": "validation",
-    "feature_table": "features",
-    "training_set": "training",
-    "holdout_set": "training",
-    "model": "training",
-    "evaluation": "evaluation",
-    "drift_report": "monitoring",
-}
 
+# ---------------------------------------------------------------- the project root
 
 def project_root() -> Path:
     """The checkout that holds dvc.yaml: MLOPS_ASSETS_ROOT, else the package's parent."""
-    import os
-
     env = os.environ.get("MLOPS_ASSETS_ROOT")
     return Path(env).resolve() if env else Path(__file__).resolve().parent.parent
 
 
-# Which of a multi-asset stage's outs belong to which asset (default: all of them).
-ASSET_OUTS_OVERRIDE: dict[str, list[str]] = {
-    "training_set": ["data/split/train.parquet", "data/split/split.json"],
-    "holdout_set": ["data/split/holdout.parquet"],
-}
+def _within(path: str, outs: list[str] | tuple[str, ...]) -> bool:
+    return any(inside(path, o) for o in outs)
 
+
+# ---------------------------------------------------------------- assets from dvc.yaml
 
 def asset_outs(root: Path) -> dict[str, list[str]]:
-    """Asset key -> the DVC outs it owns; its first out's md5 is its data version."""
+    """Asset key -> the DVC outs it owns, in dvc.yaml order; its first out's md5 is its
+    data version. The landing out is params dataset.landing_dir, whatever its value."""
     stages = dvc_stages(root)
-    return {a: ASSET_OUTS_OVERRIDE.get(a, stages[s]["outs"])
-            for s, assets in STAGE_ASSETS.items() for a in assets}
+    owned: dict[str, list[str]] = {}
+    for s in STAGE_SPECS:
+        outs = stages[s.name]["outs"]
+        for a in s.assets:
+            mine = [o for o in outs if _within(o, a.files)]
+            owned[a.key] = mine if len(s.assets) > 1 else (mine or outs)
+    return owned
 
 
 def asset_deps(root: Path) -> dict[str, list[str]]:
@@ -73,9 +137,7 @@ def asset_deps(root: Path) -> dict[str, list[str]]:
         ups: list[str] = []
         for dep in stages[stage]["deps"]:
             for asset, outs in owners.items():
-                if ASSET_STAGE[asset] == stage or asset in ups:
-                    continue
-                if any(dep == o or dep.startswith(o + "/") for o in outs):
+                if ASSET_STAGE[asset] != stage and asset not in ups and _within(dep, outs):
                     ups.append(asset)
         for a in assets:
             deps[a] = ups

@@ -8,17 +8,37 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from mlops_assets.core import drift
 from mlops_assets.core.contract import Contract, load_contract
-from mlops_assets.core.io import DataError, md5_file, read_table, write_json_atomic
+from mlops_assets.core.evaluate import evaluate_candidate, rule_baseline_reference, write_plots
+from mlops_assets.core.features import build_features
+from mlops_assets.core.generate import FraudScenario, land_batches
+from mlops_assets.core.importance import permutation_importance_auc
+from mlops_assets.core.ingest import (
+    BATCH_COLUMN,
+    landing_order,
+    list_landing_batches,
+    load_manifest,
+    snapshot_batches,
+)
+from mlops_assets.core.io import (
+    DataError,
+    md5_file,
+    read_table,
+    write_json_atomic,
+    write_parquet_atomic,
+    write_text_atomic,
+)
 from mlops_assets.core.layout import (
     DRIFT_HTML,
     DRIFT_JSON,
@@ -27,9 +47,11 @@ from mlops_assets.core.layout import (
     FEATURES,
     HOLDOUT,
     MODEL,
+    MODEL_FILE,
     MODEL_RECORD,
     PLOTS,
-    PRODUCTION_POINTER,
+    PROFILE_FILES,
+    RECORD_FILE,
     REFERENCE_PROFILE,
     REFERENCE_VALUES,
     RUNS_DIR,
@@ -39,8 +61,18 @@ from mlops_assets.core.layout import (
     VALIDATED,
     VALIDATION_FAILED,
     VALIDATION_REPORT,
-    registry_model_dir,
 )
+from mlops_assets.core.registry import Registry, Settings
+from mlops_assets.core.split import assert_no_leakage, split_summary, temporal_split
+from mlops_assets.core.train import (
+    TrainParams,
+    load_model,
+    model_record,
+    save_model,
+    score,
+    train_model,
+)
+from mlops_assets.core.validate import validate_snapshots, write_validation_outputs
 from mlops_assets.pipeline import load_params, project_root
 
 TREND_BATCHES = 8  # earlier batches shown in the drift report's trend
@@ -74,9 +106,6 @@ class StageContext:
 
 def stage_landing(ctx: StageContext) -> StageResult:
     """Land the embedded sample data as an upstream system would: one file per week."""
-    from mlops_assets.core.generate import FraudScenario, land_batches
-    from mlops_assets.core.ingest import list_landing_batches
-
     landing = ctx.path(ctx.params["dataset"]["landing_dir"])
     landing.mkdir(parents=True, exist_ok=True)
     sample = ctx.params.get("sample_data") or {}
@@ -96,8 +125,6 @@ def stage_landing(ctx: StageContext) -> StageResult:
 
 def stage_snapshot(ctx: StageContext) -> StageResult:
     """Immutable, content-hashed copies of the landing batches."""
-    from mlops_assets.core.ingest import snapshot_batches
-
     entries = snapshot_batches(ctx.path(ctx.params["dataset"]["landing_dir"]), ctx.path(SNAPSHOTS),
                                keys=ctx.partition_keys)
     rows = [_as_dict(e) for e in entries]
@@ -108,8 +135,6 @@ def stage_snapshot(ctx: StageContext) -> StageResult:
 
 def stage_validate(ctx: StageContext) -> StageResult:
     """Lazy pandera validation of every snapshot; the previous version survives a failure."""
-    from mlops_assets.core.validate import validate_snapshots, write_validation_outputs
-
     contract = ctx.contract
     try:
         df, report = validate_snapshots(ctx.path(SNAPSHOTS), contract)
@@ -129,9 +154,6 @@ def stage_validate(ctx: StageContext) -> StageResult:
 
 def stage_features(ctx: StageContext) -> StageResult:
     """The feature table, from the one feature-definition list in the contract."""
-    from mlops_assets.core.features import build_features
-    from mlops_assets.core.io import write_parquet_atomic
-
     contract = ctx.contract
     validated = read_table(ctx.path(VALIDATED))
     feats = build_features(validated, contract)
@@ -153,9 +175,6 @@ def stage_features(ctx: StageContext) -> StageResult:
 
 def stage_split(ctx: StageContext) -> StageResult:
     """A temporal split at the cutoff in params: nothing at or after it is trained on."""
-    from mlops_assets.core.io import write_parquet_atomic
-    from mlops_assets.core.split import assert_no_leakage, split_summary, temporal_split
-
     contract = ctx.contract
     sp = ctx.params["split"]
     feats = read_table(ctx.path(FEATURES))
@@ -170,9 +189,6 @@ def stage_split(ctx: StageContext) -> StageResult:
 
 def stage_train(ctx: StageContext) -> StageResult:
     """Fit the pipeline, save it as canonical skops, and pin its record and reference profile."""
-    from mlops_assets.core import drift
-    from mlops_assets.core.train import TrainParams, model_record, save_model, train_model
-
     contract = ctx.contract
     params = TrainParams.from_params(ctx.params["train"])
     train = read_table(ctx.path(TRAIN))
@@ -191,42 +207,16 @@ def stage_train(ctx: StageContext) -> StageResult:
         model_path=ctx.path(MODEL), result=result, contract=contract, params=params,
         data_hashes=data_hashes, cutoff=ctx.params["split"]["cutoff"],
         extra={"snapshots": snaps, "split": split,
-               "feature_importance": _importance(result.pipeline, train, contract, params.seed),
+               "feature_importance": permutation_importance_auc(result.pipeline, train, contract,
+                                                                 params.seed),
                "reference_profile_md5": md5_file(ctx.path(REFERENCE_PROFILE))})
     write_json_atomic(ctx.path(MODEL_RECORD), record)
     return StageResult("train", [MODEL, MODEL_RECORD, REFERENCE_PROFILE, REFERENCE_VALUES],
                        {"record": record})
 
 
-def _importance(pipeline: Any, train: pd.DataFrame, contract: Contract, seed: int,
-                sample: int = 5000) -> dict[str, float]:
-    """Permutation importance (drop in ROC AUC) on a seeded sample of the training rows: it
-    ranks features in the drift report by how much the model relies on them."""
-    from sklearn.inspection import permutation_importance
-    from threadpoolctl import threadpool_limits
-
-    from mlops_assets.core.train import feature_matrix
-
-    rows = train.sample(n=min(sample, len(train)), random_state=seed).sort_index()
-    y = rows[contract.label_column].to_numpy()
-    if len(set(y.tolist())) < 2:
-        return {}
-    with threadpool_limits(1):
-        imp = permutation_importance(pipeline, feature_matrix(rows, contract), y,
-                                     scoring="roc_auc", n_repeats=3, random_state=seed, n_jobs=1)
-    return {name: round(float(v), 6) for name, v in zip(contract.feature_names,
-                                                        imp.importances_mean, strict=True)}
-
-
 def stage_evaluate(ctx: StageContext) -> StageResult:
     """The candidate against production (or, for the first model, the rule baseline)."""
-    from mlops_assets.core.evaluate import (
-        evaluate_candidate,
-        rule_baseline_reference,
-        write_plots,
-    )
-    from mlops_assets.core.train import load_model, score
-
     contract = ctx.contract
     holdout = read_table(ctx.path(HOLDOUT))
     record = json.loads(ctx.path(MODEL_RECORD).read_text())
@@ -253,38 +243,60 @@ def stage_evaluate(ctx: StageContext) -> StageResult:
     return StageResult("evaluate", [EVALUATION, PLOTS], {"evaluation": result})
 
 
+def _registry(ctx: StageContext) -> Registry:
+    return Registry(ctx.root, Settings.from_params(ctx.params))
+
+
 def _drift_reference(ctx: StageContext) -> dict[str, str]:
     """Drift is measured against what SERVES: the registry's production version (its model,
     record and reference profile, stored beside it), so an unapproved candidate trained on
     the drifted data never makes a degrading production look normal. Before the first
     promotion, the model the chain trained last (the one that will serve)."""
-    from mlops_assets.core.layout import MODEL_FILE, PROFILE_FILES, RECORD_FILE
-
-    ref = {MODEL: MODEL, MODEL_RECORD: MODEL_RECORD, REFERENCE_PROFILE: REFERENCE_PROFILE,
-           REFERENCE_VALUES: REFERENCE_VALUES, "source": "latest_trained"}
-    pointer = ctx.path(PRODUCTION_POINTER)
-    version = json.loads(pointer.read_text()).get("version") if pointer.exists() else None
+    reg = _registry(ctx)
+    version = reg.pointer().get("version")
     if version:
-        d = registry_model_dir(version)
+        d = reg.model_dir(version).relative_to(ctx.root).as_posix()
         files = {MODEL: f"{d}/{MODEL_FILE}", MODEL_RECORD: f"{d}/{RECORD_FILE}",
                  REFERENCE_PROFILE: f"{d}/{PROFILE_FILES[0]}",
                  REFERENCE_VALUES: f"{d}/{PROFILE_FILES[1]}"}
         if all(ctx.path(p).is_file() for p in files.values()):
             return {**files, "source": f"production:{version}"}
-    return ref
+    return {MODEL: MODEL, MODEL_RECORD: MODEL_RECORD, REFERENCE_PROFILE: REFERENCE_PROFILE,
+            REFERENCE_VALUES: REFERENCE_VALUES, "source": "latest_trained"}
+
+
+def drift_batches(ctx: StageContext, present: list[str]) -> tuple[str, list[str]]:
+    """The batch to report on and the earlier batches of its trend, oldest first.
+
+    Order is landing order (the snapshot manifest's), not the batches' dates: a late batch
+    holding older dates is still the newest arrival and gets checked. A run for given batch
+    partitions reports on the last landed of them. Batches the manifest does not know come
+    after those it does, by key."""
+    landed = [b for b in landing_order(ctx.path(SNAPSHOTS)) if b in present]
+    order = landed + sorted(set(present) - set(landed))
+    if not order:
+        raise DataError("the feature table holds no batches", path=ctx.path(FEATURES))
+    wanted = ctx.partition_keys
+    if wanted:
+        missing = sorted(set(wanted) - set(order))
+        if missing:
+            raise DataError(f"no features for batch partition(s) {missing}",
+                            path=ctx.path(FEATURES), expected=f"one of {order}")
+        current = [b for b in order if b in set(wanted)][-1]
+    else:
+        current = order[-1]
+    earlier = order[:order.index(current)]
+    return current, earlier[-TREND_BATCHES:]
 
 
 def stage_drift(ctx: StageContext) -> StageResult:
-    """The newest snapshot's features and scores against the training reference."""
-    from mlops_assets.core import drift
-    from mlops_assets.core.io import write_text_atomic
-    from mlops_assets.core.train import load_model, score
-
+    """The batch that landed last (or the run's batch partition): its features and scores
+    against the reference of the model that serves, with the earlier batches as a trend."""
     contract = ctx.contract
     feats = read_table(ctx.path(FEATURES))
     ts = contract.timestamp_column
-    newest = feats.groupby("_batch")[ts].max().sort_values(kind="stable").index[-1]
-    current = feats[feats["_batch"] == newest].reset_index(drop=True)
+    newest, trend_batches = drift_batches(ctx, feats[BATCH_COLUMN].astype(str).unique().tolist())
+    current = feats[feats[BATCH_COLUMN] == newest].reset_index(drop=True)
     ref = _drift_reference(ctx)
     model = load_model(ctx.path(ref[MODEL]))
     record = json.loads(ctx.path(ref[MODEL_RECORD]).read_text())
@@ -309,9 +321,8 @@ def stage_drift(ctx: StageContext) -> StageResult:
     drift_params = ctx.params.get("drift", {})
     report = drift.drift_report(profile, current, scores, drift_params, lineage, importance)
     history = []
-    order = feats.groupby("_batch")[ts].max().sort_values(kind="stable").index.tolist()
-    for batch in order[-(TREND_BATCHES + 1):-1]:  # the trend: earlier batches, oldest first
-        part = feats[feats["_batch"] == batch].reset_index(drop=True)
+    for batch in trend_batches:
+        part = feats[feats[BATCH_COLUMN] == batch].reset_index(drop=True)
         earlier = drift.drift_report(profile, part, score(model, part, contract), drift_params,
                                      {"current_batch": str(batch)}, importance)
         history.append({k: earlier[k] for k in ("lineage", "drift_share", "severity",
@@ -338,28 +349,17 @@ STAGES: dict[str, Callable[[StageContext], StageResult]] = {
 # ---------------------------------------------------------------- helpers
 
 def _as_dict(obj: Any) -> dict[str, Any]:
-    from dataclasses import asdict, is_dataclass
-
     return asdict(obj) if is_dataclass(obj) else dict(obj)
 
 
 def _snapshot_hashes(ctx: StageContext) -> list[dict[str, Any]]:
-    from mlops_assets.core.ingest import load_manifest
-
-    manifest = load_manifest(ctx.path(SNAPSHOTS))
-    entries = manifest["entries"] if isinstance(manifest, dict) else manifest
     return [{k: e[k] for k in ("batch", "source_file", "snapshot_file", "md5", "rows") if k in e}
-            for e in entries]
+            for e in load_manifest(ctx.path(SNAPSHOTS))["entries"]]
 
 
 def _production_model(ctx: StageContext) -> tuple[Any, dict[str, Any]] | None:
     """The registry's production model, pinned by the version hash in its pointer file."""
-    from mlops_assets.core.train import load_model
-
-    pointer = ctx.path(PRODUCTION_POINTER)
-    if not pointer.exists():
-        return None
-    info = json.loads(pointer.read_text())
+    info = _registry(ctx).pointer()
     if not info.get("version"):
         return None
     model_path = ctx.root / info["model_path"]
@@ -386,8 +386,6 @@ def run_stage(name: str, root: Path | None = None, partition_keys: list[str] | N
 
 def _write_run_facts(root: Path, result: StageResult) -> None:
     """Timing and the git sha go here, outside the DVC outputs, so outputs stay reproducible."""
-    import subprocess
-
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                              text=True, timeout=10).stdout.strip() or None

@@ -20,7 +20,12 @@ absolute paths; its bytes depend only on the batch files' names and contents (an
 order in which contents of one batch were seen, which is its history):
 
     {"entries": [{"batch", "source_file", "snapshot_file", "md5", "size", "rows", "columns",
-                  "history": [md5, ...]}, ...sorted by batch], "format": 1}
+                  "history": [md5, ...]}, ...in landing order], "format": 1}
+
+The entries are in the order their current content was snapshotted (batches of one call by
+key; a batch whose content changed moves to the end): `landing_order` reads it, so the drift
+stage knows which batch landed last even when a late batch holds older dates. When all
+batches land at once (the sample data) that is plain key order.
 
 No dagster import here (functional core)."""
 
@@ -150,15 +155,25 @@ def load_manifest(snapshot_dir: str | os.PathLike[str]) -> dict[str, Any]:
             "format": data.get("format", MANIFEST_FORMAT)}
 
 
+def landing_order(snapshot_dir: str | os.PathLike[str]) -> list[str]:
+    """Batch keys in the order their current content was snapshotted, oldest first (the
+    manifest's entry order; `load_manifest` sorts by key instead)."""
+    path = Path(snapshot_dir) / MANIFEST
+    if not path.exists():
+        return []
+    load_manifest(snapshot_dir)  # validates the file, raising DataError when it is broken
+    return [str(e["batch"]) for e in json.loads(path.read_text(encoding="utf-8"))["entries"]]
+
+
 def manifest_entries(snapshot_dir: str | os.PathLike[str]) -> list[SnapshotEntry]:
     """The manifest's entries as `SnapshotEntry` objects, sorted by batch key."""
     return [SnapshotEntry.from_dict(e) for e in load_manifest(snapshot_dir)["entries"]]
 
 
 def _write_manifest(snapshot_dir: Path, entries: Iterable[SnapshotEntry]) -> None:
-    """Write the manifest (atomically), or leave it untouched when its bytes would not change."""
-    ordered = sorted(entries, key=lambda e: e.batch)
-    obj = {"entries": [e.to_dict() for e in ordered], "format": MANIFEST_FORMAT}
+    """Write the manifest (atomically, entries in the order given: landing order), or leave
+    it untouched when its bytes would not change."""
+    obj = {"entries": [e.to_dict() for e in entries], "format": MANIFEST_FORMAT}
     path = snapshot_dir / MANIFEST
     if path.exists() and path.read_text(encoding="utf-8") == canonical_json(obj):
         return
@@ -221,7 +236,8 @@ def snapshot_batches(landing_dir: str | os.PathLike[str], snapshot_dir: str | os
 
     store.mkdir(parents=True, exist_ok=True)
     with _store_lock(store):
-        current = {e.batch: e for e in manifest_entries(store)}
+        known = {e.batch: e for e in manifest_entries(store)}
+        current = {k: known[k] for k in landing_order(store) if k in known}
         # First pass: hash and inspect everything; no write happens if any batch is bad.
         planned: list[tuple[SnapshotEntry, Path]] = []
         problems: list[str] = []
@@ -267,6 +283,8 @@ def snapshot_batches(landing_dir: str | os.PathLike[str], snapshot_dir: str | os
                     raise DataError("landing file changed while it was being snapshotted; "
                                     "retry once its writer has finished", path=src)
                 created = True
+            if entry.batch in current and current[entry.batch].md5 != entry.md5:
+                del current[entry.batch]  # new content landed: it moves to the end
             current[entry.batch] = entry
             done.append(SnapshotEntry(**{**asdict(entry), "created": created}))
         _write_manifest(store, current.values())

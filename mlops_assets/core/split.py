@@ -73,15 +73,21 @@ def temporal_split(
     return train, holdout
 
 
-def assert_no_leakage(train: pd.DataFrame, contract: Contract, cutoff: TimeLike) -> None:
-    """Raise DataError if any training row is at or after the cutoff."""
+def leaking_rows(train: pd.DataFrame, contract: Contract, cutoff: TimeLike) -> list[int]:
+    """Positions of the training rows at or after the cutoff (leakage); [] when none."""
     cut = _timestamp("cutoff", cutoff)
     ts_col = contract.timestamp_column
     if ts_col not in train.columns:
         raise DataError(f"the training table lacks the column {ts_col!r}", column=ts_col)
-    late = (train[ts_col] >= cut).to_numpy()
-    if late.any():
-        rows = [int(i) for i in late.nonzero()[0]]
+    return [int(i) for i in (train[ts_col] >= cut).to_numpy().nonzero()[0]]
+
+
+def assert_no_leakage(train: pd.DataFrame, contract: Contract, cutoff: TimeLike) -> None:
+    """Raise DataError if any training row is at or after the cutoff."""
+    cut = _timestamp("cutoff", cutoff)
+    ts_col = contract.timestamp_column
+    rows = leaking_rows(train, contract, cut)
+    if rows:
         raise DataError(f"leakage: {len(rows)} training rows are at or after the cutoff {cut}",
                         column=ts_col, rows=rows, expected=f"every training ts < {cut}")
 

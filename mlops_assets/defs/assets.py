@@ -1,40 +1,40 @@
-"""The chain as Dagster assets: one multi-asset per DVC stage, built from dvc.yaml.
+"""The chain as Dagster assets: one multi-asset per DVC stage, built from the StageSpec
+table (mlops_assets/pipeline.py) and dvc.yaml.
 
 Each asset runs the same stage function `dvc repro` runs, in-process, then commits the
 stage to DVC and reports the md5 from dvc.lock as its data version."""
 
 
 import hashlib
+import inspect
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from mlops_assets import stages as st
-from mlops_assets.defs.metadata import CHECKS, asset_metadata, check_results
+from mlops_assets.core.ingest import batch_key
+from mlops_assets.defs.metadata import (
+    asset_metadata,
+    check_results,
+    validation_failure_check,
+)
 from mlops_assets.pipeline import (
-    ASSET_GROUPS,
+    SPECS,
     STAGE_ASSETS,
+    StageSpec,
     asset_deps,
     asset_outs,
     project_root,
     stage_code_files,
 )
 from mlops_assets.repo.dvc_bridge import commit_stage, lock_outs, record_audit, repo_lock
+from mlops_assets.repo.params_edit import update_params_section
 
 BATCHES = dg.DynamicPartitionsDefinition(name="batches")
-PARTITIONED_STAGES = {"snapshot": BATCHES}
 OWNERS = ["team:ml-platform"]
-KINDS: dict[str, set[str]] = {
-    "landing": {"parquet"},
-    "snapshot": {"parquet", "dvc"},
-    "validate": {"pandera", "pandas"},
-    "features": {"pandas"},
-    "split": {"pandas"},
-    "train": {"scikitlearn"},
-    "evaluate": {"scikitlearn"},
-    "drift": {"scipy"},
-}
+PARTITION_TAG = "dagster/partition"
 
 
 class TrainConfig(dg.Config):
@@ -67,16 +67,22 @@ def _code_version(stage: str) -> str:
     return h.hexdigest()[:16]
 
 
+def _partition_keys(context: dg.AssetExecutionContext, stage: str) -> list[str] | None:
+    """The batches a run is for: a partitioned stage's own keys; for the drift stage, the
+    batch partition of the run (a landing run of one batch reports on that batch)."""
+    if SPECS[stage].partitioned and context.has_partition_key:
+        return list(context.partition_keys)
+    if stage == "drift" and context.run.tags.get(PARTITION_TAG):
+        return [context.run.tags[PARTITION_TAG]]
+    return None
+
+
 def _run(context: dg.AssetExecutionContext, stage: str,
          overrides: dict[str, Any] | None = None, section: str = "train") -> Iterator[Any]:
     root = project_root()
-    keys = None
-    if stage in PARTITIONED_STAGES and context.has_partition_key:
-        keys = list(context.partition_keys)
+    keys = _partition_keys(context, stage)
     with repo_lock(root):
         if overrides:
-            from mlops_assets.repo.params_edit import update_params_section
-
             update_params_section(root / "params.yaml", section, overrides)
             context.log.info(f"params.yaml {section} section updated from run config: {overrides}")
         try:
@@ -119,8 +125,6 @@ def _failure_results(context: dg.AssetExecutionContext, stage: str,
     report = getattr(exc, "report", None)
     if stage != "validate" or report is None:
         return None
-    from mlops_assets.defs.metadata import validation_failure_check
-
     context.log.error(str(exc))
     return [validation_failure_check(report, str(exc))]
 
@@ -151,10 +155,6 @@ def _validation_failure_event(context: dg.AssetExecutionContext, exc: Exception)
 
 
 def _register_batches(context: dg.AssetExecutionContext, result: st.StageResult) -> None:
-    from pathlib import Path
-
-    from mlops_assets.core.ingest import batch_key
-
     keys = [batch_key(Path(name)) for name in result.metadata.get("batches", [])]
     existing = set(context.instance.get_dynamic_partitions(BATCHES.name))
     new = [k for k in keys if k not in existing]
@@ -163,30 +163,31 @@ def _register_batches(context: dg.AssetExecutionContext, result: st.StageResult)
         context.log.info(f"registered {len(new)} new batch partitions")
 
 
+def _asset_specs(spec: StageSpec, root: Path) -> list[dg.AssetSpec]:
+    deps, outs = asset_deps(root), asset_outs(root)
+    doc = inspect.cleandoc(st.STAGES[spec.name].__doc__ or "")
+    return [dg.AssetSpec(
+        key=a.key,
+        deps=deps[a.key],
+        group_name=a.group,
+        description=f"{doc}\n\nDVC stage `{spec.name}` (dvc.yaml); outputs: "
+                    + ", ".join(f"`{p}`" for p in outs[a.key]),
+        kinds=set(spec.kinds),
+        owners=OWNERS,
+        code_version=_code_version(spec.name),
+        skippable=spec.name == "validate",
+        metadata={"dvc/stage": spec.name},
+    ) for a in spec.assets]
+
+
 def _build_stage_asset(stage: str) -> dg.AssetsDefinition:
-    root = project_root()
-    deps = asset_deps(root)
-    doc = (st.STAGES[stage].__doc__ or "").strip()
-    specs = [
-        dg.AssetSpec(
-            key=key,
-            deps=deps[key],
-            group_name=ASSET_GROUPS[key],
-            description=f"{doc}\n\nDVC stage `{stage}` (dvc.yaml); outputs: "
-                        + ", ".join(f"`{p}`" for p in asset_outs(root)[key]),
-            kinds=KINDS[stage],
-            owners=OWNERS,
-            code_version=_code_version(stage),
-            skippable=stage == "validate",
-            metadata={"dvc/stage": stage},
-        )
-        for key in STAGE_ASSETS[stage]
-    ]
-    check_specs = [dg.AssetCheckSpec(name, asset=key, blocking=blocking, description=desc)
-                   for key in STAGE_ASSETS[stage] for name, blocking, desc in CHECKS.get(key, [])]
+    spec = SPECS[stage]
+    check_specs = [dg.AssetCheckSpec(c.name, asset=a.key, blocking=c.blocking,
+                                     description=c.description)
+                   for a in spec.assets for c in a.checks]
     common: dict[str, Any] = dict(
-        name=stage, specs=specs, check_specs=check_specs or None,
-        partitions_def=PARTITIONED_STAGES.get(stage),
+        name=stage, specs=_asset_specs(spec, project_root()), check_specs=check_specs or None,
+        partitions_def=BATCHES if spec.partitioned else None,
         backfill_policy=dg.BackfillPolicy.single_run(),  # one run per chain, also for `dg launch`
         can_subset=False,
     )

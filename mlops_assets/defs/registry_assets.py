@@ -124,7 +124,7 @@ def _promote(context: dg.AssetExecutionContext, config: PromotionConfig):
     try:
         v = reg.resolve(config.version) if config.version else _register_current(context, reg)
     except RegistryError as e:  # an unknown version, or a model/record that do not match
-        yield _refused(config.version or "data/model", str(e))
+        yield _refused(config.version or MODEL, str(e))
         return
     by = config.approved_by.strip() or _launcher(context)
     if config.approved_by.strip():

@@ -8,7 +8,6 @@ import importlib.util
 import os
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -255,9 +254,7 @@ def _load_benchmark():
 def test_pre_holiday_model_false_positive_rate_rises_several_fold(contract: Contract) -> None:
     bench = _load_benchmark()
     scenario = replace(FraudScenario.from_params(PARAMS), rows_per_week=3000)
-    t0 = time.perf_counter()
-    result = bench.measure(scenario, contract, PARAMS["split"]["cutoff"])
-    assert time.perf_counter() - t0 < 20
+    result = bench.measure(scenario, contract, PARAMS["split"]["cutoff"])  # timed: budget_bench.py
     weeks = result["weeks"]
     held_out = [w for w in weeks if w["period"] == "normal"]
     holiday = [w for w in weeks if w["period"] == "holiday"]
@@ -271,9 +268,8 @@ def test_pre_holiday_model_false_positive_rate_rises_several_fold(contract: Cont
     assert np.mean([w["roc_auc"] for w in holiday]) < auc_normal - 0.1
 
 
-def test_default_scenario_is_fast_to_generate() -> None:
+def test_default_scenario_generates_every_row() -> None:
+    """Its speed is measured by benchmarks/budget_bench.py (no timing in tests)."""
     scenario = FraudScenario.from_params(PARAMS)
-    t0 = time.perf_counter()
     total = sum(len(generate_week(scenario, i)) for i in range(scenario.weeks))
     assert total == scenario.weeks * scenario.rows_per_week
-    assert time.perf_counter() - t0 < 5

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import time
 from pathlib import Path
 
 import numpy as np
@@ -434,10 +433,7 @@ def test_the_validation_of_a_large_frame_is_vectorised(contract):
     frame = pd.concat([fraud_frame(n // 4, week=w, start_id=w * n) for w in range(4)],
                       ignore_index=True)
     frame.loc[::10, "amount"] = -1.0
-    t0 = time.perf_counter()
     _, report = validate_frame(frame, contract, raise_on_failure=False)
-    elapsed = time.perf_counter() - t0
     assert report.failure_counts == {"amount/min": n // 10}
     assert len(report.errors[0]["examples"]) == 5
-    # generous: a per-row Python loop would take far longer; CI machines are slow and shared
-    assert elapsed < 30
+    # its speed against a per-row loop: benchmarks/budget_bench.py (no timing in tests)

@@ -28,6 +28,7 @@ from mlops_assets.defs.sensors import (
     retrain_job,
     weekly_retrain_schedule,
 )
+from mlops_assets.repo.params_edit import update_params_section
 from mlops_assets_tests.conftest import VENV_BIN, make_project_copy
 
 # ------------------------------------------------------------------ helpers
@@ -371,12 +372,13 @@ def _defs() -> dg.Definitions:
 def test_weekly_schedule_is_off_by_default_and_on_with_the_flag(
         landing_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert weekly_retrain_schedule.cron_schedule == "0 6 * * 0"
+    # contexts used with `with`: an unclosed one leaves its instance set as dagster's current
+    # defs-state storage, and a later definitions load fails on the dead instance
     with dg.instance_for_test() as instance:
-        ctx = dg.build_schedule_context(instance=instance)
-        out = weekly_retrain_schedule.evaluate_tick(ctx)
+        with dg.build_schedule_context(instance=instance) as ctx:
+            out = weekly_retrain_schedule.evaluate_tick(ctx)
         assert not out.run_requests and "weekly_retrain is false" in (out.skip_message or "")
-        from mlops_assets.repo.params_edit import update_params_section
-
         update_params_section(landing_root / "params.yaml", "automation", {"weekly_retrain": True})
-        out = weekly_retrain_schedule.evaluate_tick(dg.build_schedule_context(instance=instance))
+        with dg.build_schedule_context(instance=instance) as ctx:
+            out = weekly_retrain_schedule.evaluate_tick(ctx)
         assert "no feature table" in (out.skip_message or "")

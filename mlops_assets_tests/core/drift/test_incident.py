@@ -14,7 +14,7 @@ from mlops_assets.core.features import build_features
 from mlops_assets.core.generate import FraudScenario, generate_week
 from mlops_assets.core.train import TrainParams, score, train_model
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 PARAMS = {"drift": {}}
 
 
