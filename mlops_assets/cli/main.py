@@ -15,7 +15,6 @@ from mlops_assets.cli.registry import add_registry_parsers
 from mlops_assets.cli.serve import add_serve_parser
 from mlops_assets.core.layout import DRIFT_HTML, EVALUATION, MODEL, MODEL_RECORD, PLOTS
 from mlops_assets.pipeline import project_root
-from mlops_assets.stages import main as stage_main
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -54,6 +53,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _stage(args: argparse.Namespace) -> int:
     """One DVC stage in this process (what `dvc repro` runs for each stage)."""
+    # Lazy: the stage runner imports the whole core (sklearn, scipy); `--help` must not wait.
+    from mlops_assets.stages import main as stage_main
+
     return stage_main([args.name] + (["--root", str(args.root)] if args.root else []))
 
 
