@@ -29,7 +29,6 @@ import pandas as pd
 
 from mlops_assets.core import versions
 from mlops_assets.core.drift import stats as st
-from mlops_assets.core.drift.html import markdown_table, render_html
 from mlops_assets.core.drift.profile import (
     MISSING,
     OTHER,
@@ -39,7 +38,6 @@ from mlops_assets.core.drift.profile import (
     ParquetSource,
     arrow_to_float,
     build_reference_profile,
-    build_reference_profile_from_parquet,
     categorical_bins,
     categorical_labels,
     category_counts,
@@ -50,13 +48,6 @@ from mlops_assets.core.drift.profile import (
     standardise,
 )
 from mlops_assets.core.io import DataError
-
-__all__ = [
-    "build_reference_profile", "build_reference_profile_from_parquet", "save_reference_profile",
-    "load_reference_profile", "write_reference_profile", "drift_report",
-    "compute_drift_from_parquet", "drift_report_from_files", "render_html", "markdown_table",
-    "resolve_params", "library_versions",
-]
 
 REPORT_FORMAT = "mlops_assets.drift.report/1"
 # report key -> distribution, for the drift CLI's lineage header (order kept: it is output)
