@@ -15,7 +15,7 @@ from typing import Any
 from mlops_assets.core import layout
 from mlops_assets.core.contract import Contract
 from mlops_assets.core.io import DataError, md5_file
-from mlops_assets.core.registry import Registry, Settings
+from mlops_assets.core.registry import production_pointer
 from mlops_assets.core.train import load_model
 
 
@@ -33,25 +33,6 @@ class PinnedModel:
     threshold: float
     record: dict[str, Any] = field(repr=False)
     pipeline: Any = field(default=None, repr=False, compare=False)
-
-
-def _registry(root: Path) -> Registry:
-    # Reading the pointer needs no approval settings: skip parsing params.yaml.
-    return Registry(root, Settings())
-
-
-def production_pointer(root: Path) -> dict[str, Any] | None:
-    """The production pointer {version, model_path, record_path}, or None when there is no
-    production model. An unreadable pointer is a DataError, never "no model"."""
-    registry = _registry(root)
-    try:
-        info = registry.pointer()
-    except (OSError, ValueError) as e:
-        raise DataError(f"cannot read the production pointer ({e})", path=registry.pointer_path,
-                        expected="JSON {version, model_path, record_path}") from None
-    if not isinstance(info, dict) or not info.get("version"):
-        return None
-    return info
 
 
 def require_production(root: Path, message: str) -> dict[str, Any]:

@@ -484,3 +484,17 @@ def _load_params(root: Path) -> dict[str, Any] | None:
     if not p.exists():
         return None
     return yaml.safe_load(p.read_text())
+
+
+def production_pointer(root: Path) -> dict[str, Any] | None:
+    """The production pointer {version, model_path, record_path}, or None when there is no
+    production model. An unreadable pointer is a DataError, never "no model"."""
+    registry = Registry(root, Settings())  # the pointer needs no approval settings
+    try:
+        info = registry.pointer()
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read the production pointer ({e})", path=registry.pointer_path,
+                        expected="JSON {version, model_path, record_path}") from None
+    if not isinstance(info, dict) or not info.get("version"):
+        return None
+    return info

@@ -50,7 +50,7 @@ from mlops_assets.core.monitoring import batch_scoring, live_drift
 from mlops_assets.core.monitoring import live_performance as lp
 from mlops_assets.core.monitoring.files import label_files, labels_signature, rel
 from mlops_assets.core.monitoring.inference_log import consolidate_day, scan_log_days, settled_changes
-from mlops_assets.core.pinned_model import production_pointer
+from mlops_assets.core.registry import production_pointer
 from mlops_assets.defs.metadata import CHECKS, asset_metadata, check_results
 from mlops_assets.defs.registry_assets import NOT_MIRRORED, OWNERS, REGISTRY_TAGS
 from mlops_assets.defs.sensors import (

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlops_assets.core.io import DataError
 from mlops_assets.core.layout import (
     MODEL,
     MODEL_FILE,
@@ -20,6 +21,7 @@ from mlops_assets.core.layout import (
 from mlops_assets.core.lineage.chain import LineageError
 from mlops_assets.core.lineage.history import LockHistory, model_md5_of
 from mlops_assets.core.registry import Registry, Settings
+from mlops_assets.core.registry import production_pointer as registry_production_pointer
 from mlops_assets.core.store import HashCache
 
 
@@ -46,12 +48,12 @@ def registry_versions(root: Path) -> dict[str, Any]:
 
 
 def production_pointer(root: Path) -> dict[str, Any] | None:
-    """The production pointer ({version: None, ...} when there is none), None if unreadable."""
+    """The production pointer, or None when there is none or it cannot be read (lineage
+    reports that as a finding; the strict reader is core.registry)."""
     try:
-        ptr = _registry(root).pointer()
-    except ValueError:
+        return registry_production_pointer(root)
+    except DataError:
         return None
-    return ptr if isinstance(ptr, dict) else None
 
 
 def known_versions(root: Path, history: LockHistory) -> set[str]:
