@@ -20,7 +20,7 @@ import pandas as pd
 
 from mlops_assets.core import drift
 from mlops_assets.core.contract import Contract, load_contract
-from mlops_assets.core.evaluate import evaluate_candidate, rule_baseline_reference, write_plots
+from mlops_assets.core.evaluate import evaluate_candidate, rule_baseline_reference
 from mlops_assets.core.features import build_features
 from mlops_assets.core.generate import FraudScenario, land_batches
 from mlops_assets.core.importance import permutation_importance_auc
@@ -62,6 +62,7 @@ from mlops_assets.core.layout import (
     VALIDATION_FAILED,
     VALIDATION_REPORT,
 )
+from mlops_assets.core.plots import write_plots
 from mlops_assets.core.registry import Registry, Settings
 from mlops_assets.core.split import assert_no_leakage, split_summary, temporal_split
 from mlops_assets.core.train import (

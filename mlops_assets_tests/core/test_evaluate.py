@@ -18,21 +18,23 @@ import yaml
 
 from mlops_assets.core.contract import Contract, load_contract
 from mlops_assets.core.evaluate import (
-    CONFUSION_COUNTS_TEMPLATE,
     FRAUD_RULE_WEIGHTS,
     classification_metrics,
-    confusion_rows,
     evaluate,
     evaluate_candidate,
     operating_threshold,
-    pr_points,
-    roc_points,
     rule_baseline_reference,
     rule_baseline_scores,
+)
+from mlops_assets.core.io import DataError, canonical_json
+from mlops_assets.core.plots import (
+    CONFUSION_COUNTS_TEMPLATE,
+    confusion_rows,
+    pr_points,
+    roc_points,
     write_confusion_template,
     write_plots,
 )
-from mlops_assets.core.io import DataError, canonical_json
 from mlops_assets_tests.core.test_train import FRAUD, make_feature_frame
 
 REPO = Path(__file__).resolve().parents[2]
