@@ -207,20 +207,11 @@ def _same_bytes(path: Path, size: int, md5: str) -> bool:
     return path.stat().st_size == size and md5_file(path) == md5
 
 
-def snapshot_batches(landing_dir: str | os.PathLike[str], snapshot_dir: str | os.PathLike[str],
-                     keys: Iterable[str] | None = None) -> list[SnapshotEntry]:
-    """Snapshot the landing batches (all of them, or only those whose batch key is in `keys`)
-    and update the manifest; return the entries of the batches processed, sorted by key.
-
-    See the module docstring for the rules. Raises DataError (naming the file) when a batch
-    file is unreadable, two landing files map to the same batch key, a requested key has no
-    landing file, or an existing snapshot's bytes no longer match its name. Entries of other
-    batches already in the manifest are kept as they are."""
-    landing = Path(landing_dir)
-    store = Path(snapshot_dir)
-    files = list_landing_batches(landing)
+def _select_batches(landing: Path, keys: Iterable[str] | None) -> dict[str, Path]:
+    """The landing files to snapshot, by batch key: every one, or those named in `keys`.
+    Two files with one key, or a requested key without a file, are errors (nothing is done)."""
     by_key: dict[str, Path] = {}
-    for f in files:
+    for f in list_landing_batches(landing):
         k = batch_key(f)
         if k in by_key:
             raise DataError(f"two landing files map to the batch key {k!r}: {by_key[k].name} and "
@@ -233,60 +224,101 @@ def snapshot_batches(landing_dir: str | os.PathLike[str], snapshot_dir: str | os
             raise DataError(f"no landing file for batch key(s) {missing}", path=landing,
                             expected=f"one of {sorted(by_key)}" if by_key else "batch files")
         by_key = {k: by_key[k] for k in wanted}
+    return by_key
 
+
+def _plan_entry(key: str, src: Path, store: Path, old: SnapshotEntry | None) -> SnapshotEntry:
+    """The manifest entry `src` will have. Its rows and columns are reused when the bytes are
+    unchanged (no re-read); an unreadable file raises DataError from `_inspect`."""
+    md5 = md5_file(src)
+    size = src.stat().st_size
+    target = store / snapshot_name(key, md5, src.suffix)
+    if old is not None and old.md5 == md5 and old.snapshot_file == target.name:
+        rows, columns = old.rows, old.columns
+    else:
+        rows, columns = _inspect(src)
+    history = tuple(old.history) if old is not None else ()
+    if md5 not in history:
+        history = history + (md5,)
+    return SnapshotEntry(batch=key, source_file=src.name, snapshot_file=target.name,
+                         md5=md5, size=size, rows=rows, columns=columns, history=history)
+
+
+def _check_existing(store: Path, entry: SnapshotEntry) -> None:
+    """Snapshots are never rewritten: one already stored under this name must hold its bytes."""
+    target = store / entry.snapshot_file
+    if target.exists() and not _same_bytes(target, entry.size, entry.md5):
+        raise DataError("snapshot store is corrupt: an existing snapshot's bytes do not "
+                        f"match its name (md5 {md5_file(target)} != {entry.md5}); snapshots "
+                        "are never rewritten, restore it (dvc checkout / dvc pull)",
+                        path=target, expected=f"md5 {entry.md5}")
+
+
+def _plan(by_key: Mapping[str, Path], store: Path,
+          current: Mapping[str, SnapshotEntry]) -> list[tuple[SnapshotEntry, Path]]:
+    """First pass: hash and inspect everything; no write happens if any batch is bad (every
+    unreadable file is named in one error)."""
+    planned: list[tuple[SnapshotEntry, Path]] = []
+    problems: list[str] = []
+    for key in sorted(by_key):
+        src = by_key[key]
+        try:
+            entry = _plan_entry(key, src, store, current.get(key))
+        except DataError as e:
+            problems.append(str(e))
+            continue
+        _check_existing(store, entry)
+        planned.append((entry, src))
+    if problems:
+        raise DataError(f"{len(problems)} landing batch file(s) cannot be read; nothing was "
+                        "snapshotted:\n  " + "\n  ".join(problems))
+    return planned
+
+
+def _copy_snapshot(src: Path, target: Path, md5: str) -> bool:
+    """Copy `src` to the store atomically unless already there; True when it was created."""
+    if target.exists():
+        return False
+    with atomic_path(target) as tmp:
+        shutil.copyfile(src, tmp)
+    if md5_file(target) != md5:  # the landing file changed under us
+        target.unlink()
+        raise DataError("landing file changed while it was being snapshotted; "
+                        "retry once its writer has finished", path=src)
+    return True
+
+
+def _apply(planned: list[tuple[SnapshotEntry, Path]], store: Path,
+           current: dict[str, SnapshotEntry]) -> list[SnapshotEntry]:
+    """Second pass: write the snapshots and update `current` (landing order: a batch whose
+    content changed moves to the end)."""
+    done: list[SnapshotEntry] = []
+    for entry, src in planned:
+        created = _copy_snapshot(src, store / entry.snapshot_file, entry.md5)
+        if entry.batch in current and current[entry.batch].md5 != entry.md5:
+            del current[entry.batch]  # new content landed: it moves to the end
+        current[entry.batch] = entry
+        done.append(SnapshotEntry(**{**asdict(entry), "created": created}))
+    return done
+
+
+def snapshot_batches(landing_dir: str | os.PathLike[str], snapshot_dir: str | os.PathLike[str],
+                     keys: Iterable[str] | None = None) -> list[SnapshotEntry]:
+    """Snapshot the landing batches (all of them, or only those whose batch key is in `keys`)
+    and update the manifest; return the entries of the batches processed, sorted by key.
+
+    See the module docstring for the rules. Raises DataError (naming the file) when a batch
+    file is unreadable, two landing files map to the same batch key, a requested key has no
+    landing file, or an existing snapshot's bytes no longer match its name. Entries of other
+    batches already in the manifest are kept as they are."""
+    store = Path(snapshot_dir)
+    by_key = _select_batches(Path(landing_dir), keys)
     store.mkdir(parents=True, exist_ok=True)
     with _store_lock(store):
         known = {e.batch: e for e in manifest_entries(store)}
         current = {k: known[k] for k in landing_order(store) if k in known}
-        # First pass: hash and inspect everything; no write happens if any batch is bad.
-        planned: list[tuple[SnapshotEntry, Path]] = []
-        problems: list[str] = []
-        for key in sorted(by_key):
-            src = by_key[key]
-            md5 = md5_file(src)
-            size = src.stat().st_size
-            old = current.get(key)
-            target = store / snapshot_name(key, md5, src.suffix)
-            if old is not None and old.md5 == md5 and old.snapshot_file == target.name:
-                rows, columns = old.rows, old.columns
-            else:
-                try:
-                    rows, columns = _inspect(src)
-                except DataError as e:
-                    problems.append(str(e))
-                    continue
-            history = tuple(old.history) if old is not None else ()
-            if md5 not in history:
-                history = history + (md5,)
-            entry = SnapshotEntry(batch=key, source_file=src.name, snapshot_file=target.name,
-                                  md5=md5, size=size, rows=rows, columns=columns,
-                                  history=history)
-            if target.exists() and not _same_bytes(target, size, md5):
-                raise DataError("snapshot store is corrupt: an existing snapshot's bytes do not "
-                                f"match its name (md5 {md5_file(target)} != {md5}); snapshots "
-                                "are never rewritten, restore it (dvc checkout / dvc pull)",
-                                path=target, expected=f"md5 {md5}")
-            planned.append((entry, src))
-        if problems:
-            raise DataError(f"{len(problems)} landing batch file(s) cannot be read; nothing was "
-                            "snapshotted:\n  " + "\n  ".join(problems))
-
-        done: list[SnapshotEntry] = []
-        for entry, src in planned:
-            target = store / entry.snapshot_file
-            created = False
-            if not target.exists():
-                with atomic_path(target) as tmp:
-                    shutil.copyfile(src, tmp)
-                if md5_file(target) != entry.md5:  # the landing file changed under us
-                    target.unlink()
-                    raise DataError("landing file changed while it was being snapshotted; "
-                                    "retry once its writer has finished", path=src)
-                created = True
-            if entry.batch in current and current[entry.batch].md5 != entry.md5:
-                del current[entry.batch]  # new content landed: it moves to the end
-            current[entry.batch] = entry
-            done.append(SnapshotEntry(**{**asdict(entry), "created": created}))
+        planned = _plan(by_key, store, current)
+        done = _apply(planned, store, current)
         _write_manifest(store, current.values())
     return done
 
