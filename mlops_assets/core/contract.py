@@ -137,9 +137,8 @@ class Contract:
         return out
 
 
-def load_contract(path: str | Path) -> Contract:
-    """Parse and check a contract file; every mistake is reported with the file and the key."""
-    path = Path(path)
+def _read_raw(path: Path) -> tuple[bytes, dict[str, Any]]:
+    """The file's bytes (for its md5) and its YAML: a mapping holding every required key."""
     if not path.exists():
         raise DataError("contract file does not exist", path=path,
                         expected="a YAML dataset contract")
@@ -155,25 +154,33 @@ def load_contract(path: str | Path) -> Contract:
     for key in ("name", "id_column", "timestamp_column", "columns", "features"):
         if key not in raw:
             raise DataError(f"contract is missing the key {key!r}", path=path)
+    return raw_bytes, raw
+
+
+def _parse_column(name: Any, spec: Any, path: Path) -> ColumnSpec:
+    spec = dict(spec or {})
+    ctype = spec.pop("type", None)
+    if ctype not in COLUMN_TYPES:
+        raise DataError(f"column type {ctype!r} is not supported", path=path, column=str(name),
+                        expected=" | ".join(COLUMN_TYPES))
+    cats = spec.pop("categories", None)
+    if ctype == "category" and not cats:
+        raise DataError("a category column needs a 'categories' list", path=path,
+                        column=str(name))
+    unknown = set(spec) - {"nullable", "unique", "min", "max", "strict", "description"}
+    if unknown:
+        raise DataError(f"unknown column keys {sorted(unknown)}", path=path, column=str(name))
+    return ColumnSpec(name=str(name), type=ctype,
+                      categories=tuple(str(c) for c in cats) if cats else None, **spec)
+
+
+def _parse_columns(raw: dict[str, Any], path: Path) -> dict[str, ColumnSpec]:
+    """The columns in contract order; the id/timestamp/label roles must name one of them."""
     columns: dict[str, ColumnSpec] = {}
     if not isinstance(raw["columns"], dict) or not raw["columns"]:
         raise DataError("contract 'columns' must be a non-empty mapping", path=path)
     for name, spec in raw["columns"].items():
-        spec = dict(spec or {})
-        ctype = spec.pop("type", None)
-        if ctype not in COLUMN_TYPES:
-            raise DataError(f"column type {ctype!r} is not supported", path=path, column=str(name),
-                            expected=" | ".join(COLUMN_TYPES))
-        cats = spec.pop("categories", None)
-        if ctype == "category" and not cats:
-            raise DataError("a category column needs a 'categories' list", path=path,
-                            column=str(name))
-        unknown = set(spec) - {"nullable", "unique", "min", "max", "strict", "description"}
-        if unknown:
-            raise DataError(f"unknown column keys {sorted(unknown)}", path=path, column=str(name))
-        columns[str(name)] = ColumnSpec(
-            name=str(name), type=ctype,
-            categories=tuple(str(c) for c in cats) if cats else None, **spec)
+        columns[str(name)] = _parse_column(name, spec, path)
     for role in ("id_column", "timestamp_column", "label_column"):
         col = raw.get(role)
         if col is not None and col not in columns:
@@ -181,29 +188,46 @@ def load_contract(path: str | Path) -> Contract:
     if columns[raw["timestamp_column"]].type != "datetime":
         raise DataError("the timestamp column must have type datetime", path=path,
                         column=raw["timestamp_column"])
-    features: list[FeatureSpec] = []
-    for i, f in enumerate(raw["features"] or []):
-        f = dict(f)
-        name, transform, source = f.get("name"), f.get("transform"), f.get("source")
-        if not name or transform not in TRANSFORMS:
-            raise DataError(f"feature #{i} ({name!r}) has transform {transform!r}", path=path,
-                            expected=" | ".join(TRANSFORMS))
-        sources = tuple([source] if isinstance(source, str) else (source or []))
-        missing = [s for s in sources if s not in columns]
-        if not sources or missing:
-            raise DataError(f"feature {name!r} reads columns not in the contract: "
-                            f"{missing or 'none given'}", path=path)
-        if transform == "ratio" and len(sources) != 2:
-            raise DataError(f"feature {name!r}: ratio needs two source columns", path=path)
-        features.append(FeatureSpec(name=str(name), transform=transform, source=sources,
-                                    min=f.get("min"), max=f.get("max")))
+    return columns
+
+
+def _parse_feature(i: int, f: Any, columns: dict[str, ColumnSpec], path: Path) -> FeatureSpec:
+    f = dict(f)
+    name, transform, source = f.get("name"), f.get("transform"), f.get("source")
+    if not name or transform not in TRANSFORMS:
+        raise DataError(f"feature #{i} ({name!r}) has transform {transform!r}", path=path,
+                        expected=" | ".join(TRANSFORMS))
+    sources = tuple([source] if isinstance(source, str) else (source or []))
+    missing = [s for s in sources if s not in columns]
+    if not sources or missing:
+        raise DataError(f"feature {name!r} reads columns not in the contract: "
+                        f"{missing or 'none given'}", path=path)
+    if transform == "ratio" and len(sources) != 2:
+        raise DataError(f"feature {name!r}: ratio needs two source columns", path=path)
+    return FeatureSpec(name=str(name), transform=transform, source=sources,
+                       min=f.get("min"), max=f.get("max"))
+
+
+def _parse_features(raw: dict[str, Any], columns: dict[str, ColumnSpec],
+                    path: Path) -> tuple[FeatureSpec, ...]:
+    """The feature definitions: known transforms over contract columns, unique names."""
+    features = [_parse_feature(i, f, columns, path) for i, f in enumerate(raw["features"] or [])]
     if len({f.name for f in features}) != len(features):
         raise DataError("feature names must be unique", path=path)
     if not features:
         raise DataError("contract declares no features", path=path)
+    return tuple(features)
+
+
+def load_contract(path: str | Path) -> Contract:
+    """Parse and check a contract file; every mistake is reported with the file and the key."""
+    path = Path(path)
+    raw_bytes, raw = _read_raw(path)
+    columns = _parse_columns(raw, path)
+    features = _parse_features(raw, columns, path)
     return Contract(
         name=str(raw["name"]), id_column=raw["id_column"], timestamp_column=raw["timestamp_column"],
-        label_column=raw.get("label_column"), columns=columns, features=tuple(features),
+        label_column=raw.get("label_column"), columns=columns, features=features,
         description=str(raw.get("description", "")), path=str(path), md5=md5_bytes(raw_bytes),
         raw=raw,
     )
