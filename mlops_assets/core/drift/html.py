@@ -146,26 +146,44 @@ def _ranked(features: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
                                            e["name"]))
 
 
-def render_html(report: Mapping[str, Any], history: Sequence[Mapping[str, Any]] | None = None,
-                importance: Mapping[str, float] | None = None) -> str:
-    """A self-contained HTML page for the report; ``history`` is a list of earlier reports
-    (oldest first) for the trend; ``importance`` maps feature -> model importance."""
-    importance = dict(importance or report.get("importance") or {})
+def _head(report: Mapping[str, Any]) -> list[str]:
+    """Page head, title and the verdict banner with the recommendation."""
     sev = report.get("severity", "none")
-    feats = list(report.get("features", []))
-    out = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
-           "<title>Drift report</title><style>", _CSS, "</style></head><body>",
-           "<h1>Drift report</h1>"]
-    out.append(f'<div class="verdict" style="background:{_COLORS.get(sev, "#757575")}">'
-               f'Severity: <b>{_e(sev)}</b> — {report.get("n_drifted", 0)} of '
-               f'{report.get("n_features", 0)} features drifted '
-               f'(drift share {float(report.get("drift_share", 0)):.0%})</div>')
-    out.append(f"<p>{_e(report.get('recommendation', ''))}</p>")
-    # dataset level
+    return ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+            "<title>Drift report</title><style>", _CSS, "</style></head><body>",
+            "<h1>Drift report</h1>",
+            f'<div class="verdict" style="background:{_COLORS.get(sev, "#757575")}">'
+            f'Severity: <b>{_e(sev)}</b> — {report.get("n_drifted", 0)} of '
+            f'{report.get("n_features", 0)} features drifted '
+            f'(drift share {float(report.get("drift_share", 0)):.0%})</div>',
+            f"<p>{_e(report.get('recommendation', ''))}</p>"]
+
+
+def _prediction_rows(report: Mapping[str, Any], pred: Mapping[str, Any]) -> list[str]:
+    """The score-distribution and predicted-positive-rate rows of the dataset table."""
+    sc = pred.get("score") or {}
+    out = [f"<tr><td>score distribution (KS)</td><td class=num>D = {_num(sc.get('ks_d'))}"
+           f", PSI {_num(sc.get('psi'))}</td><td class=num>{_num(sc.get('threshold'))}</td>"
+           f"<td class=num>{_num(sc.get('p_value'))}</td>"
+           f"<td>{_badge(sc.get('level', 'none'))}</td></tr>"]
+    rate = pred.get("positive_rate")
+    if rate:
+        out.append(f"<tr><td>predicted-positive rate at threshold {_num(rate['threshold'])}"
+                   f"</td><td class=num>{float(rate['reference']):.2%} → "
+                   f"{float(rate['current']):.2%}</td><td class=num>±"
+                   f"{float(report.get('settings', {}).get('positive_rate_change', 0.25)):.0%} "
+                   f"relative</td><td class=num>{_num(rate['p_value'])}</td>"
+                   f"<td>{_badge(rate['level'])}</td></tr>")
+    return out
+
+
+def _dataset_section(report: Mapping[str, Any]) -> list[str]:
+    """Dataset-level signals: drift share, multivariate, prediction drift."""
+    sev = report.get("severity", "none")
     mv = report.get("multivariate") or {}
     pred = report.get("prediction") or {}
-    out.append("<h2>Dataset level</h2><table><tr><th>signal</th><th>value</th><th>threshold</th>"
-               "<th>p-value</th><th>verdict</th></tr>")
+    out = ["<h2>Dataset level</h2><table><tr><th>signal</th><th>value</th><th>threshold</th>"
+           "<th>p-value</th><th>verdict</th></tr>"]
     out.append(f"<tr><td>share of drifted features</td><td class=num>"
                f"{float(report.get('drift_share', 0)):.1%}</td><td class=num>"
                f"≥ {float(report.get('settings', {}).get('drift_share_significant', 0.5)):.0%} "
@@ -177,25 +195,17 @@ def render_html(report: Mapping[str, Any], history: Sequence[Mapping[str, Any]] 
                    f"({float(mv['effect_size']):+.1%})</td><td class=num>±{float(mv['threshold']):.1%}"
                    f"</td><td class=num>{_num(mv['p_value'])}</td><td>{_badge(mv['level'])}</td></tr>")
     if pred:
-        sc = pred.get("score") or {}
-        out.append(f"<tr><td>score distribution (KS)</td><td class=num>D = {_num(sc.get('ks_d'))}"
-                   f", PSI {_num(sc.get('psi'))}</td><td class=num>{_num(sc.get('threshold'))}</td>"
-                   f"<td class=num>{_num(sc.get('p_value'))}</td>"
-                   f"<td>{_badge(sc.get('level', 'none'))}</td></tr>")
-        rate = pred.get("positive_rate")
-        if rate:
-            out.append(f"<tr><td>predicted-positive rate at threshold {_num(rate['threshold'])}"
-                       f"</td><td class=num>{float(rate['reference']):.2%} → "
-                       f"{float(rate['current']):.2%}</td><td class=num>±"
-                       f"{float(report.get('settings', {}).get('positive_rate_change', 0.25)):.0%} "
-                       f"relative</td><td class=num>{_num(rate['p_value'])}</td>"
-                       f"<td>{_badge(rate['level'])}</td></tr>")
+        out += _prediction_rows(report, pred)
     out.append("</table>")
-    # features ranked by drift
-    out.append("<h2>Features ranked by drift</h2><table><tr><th>#</th><th>feature</th><th>type</th>"
-               "<th>method</th><th>effect</th><th>threshold</th><th>effect / threshold</th>"
-               "<th>p (BH)</th><th>PSI (no-drift ≈)</th><th>KS D</th><th>W/σ</th><th>JS</th>"
-               "<th>missing ref → cur</th><th>unseen</th><th>verdict</th></tr>")
+    return out
+
+
+def _drift_table(feats: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Every feature, most drifted first, with all its statistics."""
+    out = ["<h2>Features ranked by drift</h2><table><tr><th>#</th><th>feature</th><th>type</th>"
+           "<th>method</th><th>effect</th><th>threshold</th><th>effect / threshold</th>"
+           "<th>p (BH)</th><th>PSI (no-drift ≈)</th><th>KS D</th><th>W/σ</th><th>JS</th>"
+           "<th>missing ref → cur</th><th>unseen</th><th>verdict</th></tr>"]
     for i, e in enumerate(_ranked(feats), 1):
         unseen = ""
         if e.get("unseen_categories"):
@@ -214,66 +224,92 @@ def render_html(report: Mapping[str, Any], history: Sequence[Mapping[str, Any]] 
             f"{float(e.get('missing_share_cur') or 0):.1%}</td><td>{_e(unseen)}</td>"
             f"<td>{_badge(e.get('level', 'none'))}</td></tr>")
     out.append("</table>")
-    if importance:
-        out.append("<h2>Features ranked by importance to the model</h2><table><tr><th>#</th>"
-                   "<th>feature</th><th>importance</th><th>effect / threshold</th><th>verdict</th></tr>")
-        by_name = {e["name"]: e for e in feats}
-        ranked = sorted(importance.items(), key=lambda kv: (-kv[1], kv[0]))
-        for i, (name, imp) in enumerate(ranked, 1):
-            e = by_name.get(name, {})
-            out.append(f"<tr><td>{i}</td><td>{_e(name)}</td><td class=num>{_num(imp)}</td>"
-                       f"<td class=num>{_num(e.get('drift_ratio'), 3)}</td>"
-                       f"<td>{_badge(e.get('level', 'none')) if e else '–'}</td></tr>")
-        out.append("</table>")
-    # trend
+    return out
+
+
+def _importance_table(feats: Sequence[Mapping[str, Any]], importance: Mapping[str, float]
+                      ) -> list[str]:
+    """Features by model importance beside their drift (empty without importances)."""
+    if not importance:
+        return []
+    out = ["<h2>Features ranked by importance to the model</h2><table><tr><th>#</th>"
+           "<th>feature</th><th>importance</th><th>effect / threshold</th><th>verdict</th></tr>"]
+    by_name = {e["name"]: e for e in feats}
+    ranked = sorted(importance.items(), key=lambda kv: (-kv[1], kv[0]))
+    for i, (name, imp) in enumerate(ranked, 1):
+        e = by_name.get(name, {})
+        out.append(f"<tr><td>{i}</td><td>{_e(name)}</td><td class=num>{_num(imp)}</td>"
+                   f"<td class=num>{_num(e.get('drift_ratio'), 3)}</td>"
+                   f"<td>{_badge(e.get('level', 'none')) if e else '–'}</td></tr>")
+    out.append("</table>")
+    return out
+
+
+def _trend_section(report: Mapping[str, Any], history: Sequence[Mapping[str, Any]] | None,
+                   feats: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Drift share per batch (history then this report) and the top features' effects."""
     reports = [*(history or []), report]
-    out.append("<h2>Trend across recent batches</h2>")
-    if len(reports) > 1:
-        pts = [(_batch_label(r, i), float(r.get("drift_share", 0)), str(r.get("severity", "none")))
-               for i, r in enumerate(reports)]
-        out.append(_trend_svg(pts))
-        top = [e["name"] for e in _ranked(feats)[:8]]
-        out.append("<table><tr><th>batch</th><th>severity</th><th>drift share</th>"
-                   + "".join(f"<th>{_e(n)}</th>" for n in top) + "</tr>")
-        for i, r in enumerate(reports):
-            eff = {e["name"]: e for e in r.get("features", [])}
-            cells = "".join(
-                f"<td class=num style=\"color:{_COLORS.get(eff.get(n, {}).get('level', 'none'))}\">"
-                f"{_num(eff.get(n, {}).get('effect_size'), 3)}</td>" for n in top)
-            out.append(f"<tr><td>{_e(_batch_label(r, i))}</td><td>{_badge(r.get('severity', 'none'))}"
-                       f"</td><td class=num>{float(r.get('drift_share', 0)):.0%}</td>{cells}</tr>")
-        out.append("</table><p class=muted>Cells: effect size per feature; colour: verdict.</p>")
-    else:
+    out = ["<h2>Trend across recent batches</h2>"]
+    if len(reports) <= 1:
         out.append("<p class=muted>No earlier reports given.</p>")
-    # per feature
-    out.append('<h2>Per feature</h2><p class="legend">'
-               f'<span style="background:{_REF}"></span>reference'
-               f'<span style="background:{_CUR}"></span>current</p><div class="cards">')
-    for e in _ranked(feats):
-        out.append(f'<div class="card" id="f-{_e(e["name"])}"><h3>{_e(e["name"])} '
-                   f'{_badge(e.get("level", "none"))}</h3>')
-        out.append(f"<div class=muted>{_e(e['type'])}, method {_e(e['method'])} "
-                   f"({_e(e.get('effect_name', ''))} {_num(e.get('effect_size'))} vs threshold "
-                   f"{_num(e.get('threshold'))}; {_e(e.get('test', ''))} p = {_num(e.get('p_value'))})"
-                   "</div>")
-        hist = e.get("histogram")
-        if hist and hist.get("edges"):
-            edges = hist["edges"]
-            labels = [f"≤{_num(edges[0], 3)}"] + [f"≤{_num(b, 3)}" for b in edges[1:]] + [
-                f">{_num(edges[-1], 3)}"]
-            out.append(_bars_svg(labels, hist["ref"], hist["cur"], "distribution (histogram)"))
-        bins = e.get("bins") or []
-        if bins:
-            labels = [b["label"] for b in bins]
-            title = "shares per PSI bin" if e["type"] == "numeric" else "shares per category"
-            out.append(_bars_svg(labels, [b["ref"] for b in bins], [b["cur"] for b in bins], title))
-            out.append(_contrib_svg(labels, [b["psi"] for b in bins]))
-        if e.get("note"):
-            out.append(f"<p class=muted>{_e(e['note'])}</p>")
-        out.append("</div>")
+        return out
+    pts = [(_batch_label(r, i), float(r.get("drift_share", 0)), str(r.get("severity", "none")))
+           for i, r in enumerate(reports)]
+    out.append(_trend_svg(pts))
+    top = [e["name"] for e in _ranked(feats)[:8]]
+    out.append("<table><tr><th>batch</th><th>severity</th><th>drift share</th>"
+               + "".join(f"<th>{_e(n)}</th>" for n in top) + "</tr>")
+    for i, r in enumerate(reports):
+        eff = {e["name"]: e for e in r.get("features", [])}
+        cells = "".join(
+            f"<td class=num style=\"color:{_COLORS.get(eff.get(n, {}).get('level', 'none'))}\">"
+            f"{_num(eff.get(n, {}).get('effect_size'), 3)}</td>" for n in top)
+        out.append(f"<tr><td>{_e(_batch_label(r, i))}</td><td>{_badge(r.get('severity', 'none'))}"
+                   f"</td><td class=num>{float(r.get('drift_share', 0)):.0%}</td>{cells}</tr>")
+    out.append("</table><p class=muted>Cells: effect size per feature; colour: verdict.</p>")
+    return out
+
+
+def _feature_card(e: Mapping[str, Any]) -> list[str]:
+    """One feature's card: verdict, statistic, histogram and per-bin plots, note."""
+    out = [f'<div class="card" id="f-{_e(e["name"])}"><h3>{_e(e["name"])} '
+           f'{_badge(e.get("level", "none"))}</h3>',
+           f"<div class=muted>{_e(e['type'])}, method {_e(e['method'])} "
+           f"({_e(e.get('effect_name', ''))} {_num(e.get('effect_size'))} vs threshold "
+           f"{_num(e.get('threshold'))}; {_e(e.get('test', ''))} p = {_num(e.get('p_value'))})"
+           "</div>"]
+    hist = e.get("histogram")
+    if hist and hist.get("edges"):
+        edges = hist["edges"]
+        labels = [f"≤{_num(edges[0], 3)}"] + [f"≤{_num(b, 3)}" for b in edges[1:]] + [
+            f">{_num(edges[-1], 3)}"]
+        out.append(_bars_svg(labels, hist["ref"], hist["cur"], "distribution (histogram)"))
+    bins = e.get("bins") or []
+    if bins:
+        labels = [b["label"] for b in bins]
+        title = "shares per PSI bin" if e["type"] == "numeric" else "shares per category"
+        out.append(_bars_svg(labels, [b["ref"] for b in bins], [b["cur"] for b in bins], title))
+        out.append(_contrib_svg(labels, [b["psi"] for b in bins]))
+    if e.get("note"):
+        out.append(f"<p class=muted>{_e(e['note'])}</p>")
     out.append("</div>")
-    # lineage and settings
-    out.append("<h2>Lineage</h2><table>")
+    return out
+
+
+def _feature_cards(feats: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The per-feature plots, most drifted first."""
+    out = ['<h2>Per feature</h2><p class="legend">'
+           f'<span style="background:{_REF}"></span>reference'
+           f'<span style="background:{_CUR}"></span>current</p><div class="cards">']
+    for e in _ranked(feats):
+        out += _feature_card(e)
+    out.append("</div>")
+    return out
+
+
+def _lineage_and_settings(report: Mapping[str, Any]) -> list[str]:
+    """Where the data came from, the settings used and how the decision is made; page end."""
+    out = ["<h2>Lineage</h2><table>"]
     for k, v in sorted((report.get("lineage") or {}).items()):
         out.append(f"<tr><th>{_e(k)}</th><td><code>{_e(_flat(v))}</code></td></tr>")
     out.append(f"<tr><th>reference rows</th><td>{_e((report.get('reference') or {}).get('rows'))}</td></tr>"
@@ -285,7 +321,18 @@ def render_html(report: Mapping[str, Any], history: Sequence[Mapping[str, Any]] 
                "adjusted p-value ≤ alpha and its effect size ≥ threshold (a documented default, "
                "or mean + k·sd across reference chunks when larger). See docs/drift.md.</p>")
     out.append("</body></html>\n")
-    return "".join(out)
+    return out
+
+
+def render_html(report: Mapping[str, Any], history: Sequence[Mapping[str, Any]] | None = None,
+                importance: Mapping[str, float] | None = None) -> str:
+    """A self-contained HTML page for the report; ``history`` is a list of earlier reports
+    (oldest first) for the trend; ``importance`` maps feature -> model importance."""
+    importance = dict(importance or report.get("importance") or {})
+    feats = list(report.get("features", []))
+    return "".join([*_head(report), *_dataset_section(report), *_drift_table(feats),
+                    *_importance_table(feats, importance), *_trend_section(report, history, feats),
+                    *_feature_cards(feats), *_lineage_and_settings(report)])
 
 
 def _flat(v: Any) -> str:
