@@ -158,6 +158,7 @@ def _read_raw(path: Path) -> tuple[bytes, dict[str, Any]]:
 
 
 def _parse_column(name: Any, spec: Any, path: Path) -> ColumnSpec:
+    """One column's spec: a known type, categories for a category column, no unknown keys."""
     spec = dict(spec or {})
     ctype = spec.pop("type", None)
     if ctype not in COLUMN_TYPES:
@@ -192,6 +193,7 @@ def _parse_columns(raw: dict[str, Any], path: Path) -> dict[str, ColumnSpec]:
 
 
 def _parse_feature(i: int, f: Any, columns: dict[str, ColumnSpec], path: Path) -> FeatureSpec:
+    """One feature: a known transform reading contract columns (a ratio reads two)."""
     f = dict(f)
     name, transform, source = f.get("name"), f.get("transform"), f.get("source")
     if not name or transform not in TRANSFORMS:

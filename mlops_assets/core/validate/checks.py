@@ -56,6 +56,7 @@ def _normalised(raw: pd.DataFrame) -> pd.DataFrame:
 
 def _new_column_warnings(new: list[str], *, batch: str, file: str,
                          n: int) -> list[dict[str, Any]]:
+    """Columns the contract does not know: a warning each (they are dropped, not rejected)."""
     return [issue(batch=batch, file=file, column=c, check="new_column",
                   expected="only the contract's columns", count=n,
                   message=f"column {c!r} is not in the contract (ignored; not in the validated "
@@ -65,6 +66,7 @@ def _new_column_warnings(new: list[str], *, batch: str, file: str,
 
 def _missing_column_errors(missing: list[str], contract: Contract, *, batch: str, file: str,
                            n: int) -> list[dict[str, Any]]:
+    """Contract columns the batch lacks: an error each, naming the type expected."""
     out = []
     for c in missing:
         spec = contract.columns[c]
