@@ -26,7 +26,6 @@ PLOT_FILES = {"roc": "roc.csv", "pr": "pr.csv", "confusion": "confusion.csv",
 SVG_HASH_SALT = "mlops_assets"
 
 
-
 def _downsample(x: np.ndarray, y: np.ndarray, max_points: int) -> np.ndarray:
     """Indices of at most `max_points` points spread evenly along the curve's length
     (deterministic; first and last points always kept)."""
