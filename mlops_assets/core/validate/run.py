@@ -167,7 +167,6 @@ def sort_validated(df: pd.DataFrame, contract: Contract) -> pd.DataFrame:
     return df.iloc[order]
 
 
-
 def validate_snapshots(snapshot_dir: str | os.PathLike[str], contract: Contract, *,
                        entries: list[SnapshotEntry] | None = None,
                        ) -> tuple[pd.DataFrame, ValidationReport]:
