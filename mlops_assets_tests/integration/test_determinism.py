@@ -72,12 +72,12 @@ def out_md5s(root: Path, outs: list[str]) -> dict[str, str]:
 
 
 def _table(rows: list[tuple[str, str, str, dict[str, str]]], ref: dict[str, str]) -> str:
-    head = f"{'coretype':<12} {'kernel':<12} thr " + " ".join(f"{Path(s).name:<24}" for s in SHOWN)
-    lines = [head, f"{'reference':<12} {'':<12}     " + " ".join(f"{ref[s][:8]:<24}" for s in SHOWN)]
+    head = f"{'coretype':<12} {'kernel':<12} thr " + " ".join(f"{Path(s).name[:-5]:<18}" for s in SHOWN)
+    lines = [head, f"{'reference':<12} {'':<12}     " + " ".join(f"{ref[s][:8]:<18}" for s in SHOWN)]
     for core, kernel, thr, md5s in rows:
         bad = sorted(k for k in ref if md5s.get(k) != ref[k])
         lines.append(f"{core:<12} {kernel:<12} {thr:<3} "
-                     + " ".join(f"{md5s.get(s, '-')[:8]:<24}" for s in SHOWN)
+                     + " ".join(f"{md5s.get(s, '-')[:8]:<18}" for s in SHOWN)
                      + (f" DIFFERS: {', '.join(bad)}" if bad else " ok"))
     return "\n".join(lines)
 
