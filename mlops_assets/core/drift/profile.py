@@ -445,46 +445,141 @@ def standardise(x: np.ndarray, mean: float, std: float) -> np.ndarray:
 def _fit_pca(z: np.ndarray, names: list[str], chunk_of_row: np.ndarray | None,
              p: Mapping[str, Any], means: list[float], stds: list[float]) -> dict[str, Any]:
     """PCA on the even sample rows; the reconstruction-error baseline on the odd rows, so
-    the baseline is out of sample like every current batch."""
+    the baseline is out of sample like every current batch. No BLAS or LAPACK: the
+    covariance, eigenvectors and errors are fixed-order elementwise arithmetic, so the
+    written numbers are the same bits on any CPU kernel and thread count
+    (docs/determinism.md)."""
     fit, ev = z[0::2], z[1::2]
-    cov = fit.T @ fit / max(len(fit), 1)
-    vals, vecs = np.linalg.eigh(cov)
-    order = np.argsort(vals)[::-1]
-    vals, vecs = np.clip(vals[order], 0, None), vecs[:, order]
-    signs = np.sign(vecs[np.argmax(np.abs(vecs), axis=0), np.arange(vecs.shape[1])])
-    vecs = vecs * np.where(signs == 0, 1, signs)
-    ratio = np.cumsum(vals) / vals.sum() if vals.sum() > 0 else np.ones_like(vals)
+    vals, vecs = pca_components(fit)
+    total = math.fsum(vals.tolist())
+    ratio = (np.array([math.fsum(vals[:k + 1].tolist()) / total for k in range(vals.size)])
+             if total > 0 else np.ones_like(vals))
     q = int(min(len(names) - 1, np.searchsorted(ratio, float(p["mv_explained_variance"])) + 1))
     resid = vecs[:, q:]  # the discarded directions: the reconstruction error lives there
     err = recon_errors(ev, resid)
+    err_mean, err_std = st.fixed_mean_std(err, ddof=1) if len(err) > 1 else (
+        float(st.fixed_sum(err)) / max(len(err), 1), 0.0)
     out: dict[str, Any] = {
         "available": True, "method": "pca_reconstruction", "columns": names,
         "mean": means, "std": stds, "residual_components": resid.T.tolist(), "n_components": q,
         "explained_variance": float(ratio[q - 1]), "n_rows": int(len(ev)),
-        "error_mean": float(err.mean()), "error_std": float(err.std(ddof=1)) if len(err) > 1 else 0.0,
+        "error_mean": err_mean, "error_std": err_std,
         # tail quantile for a robust exceedance test (errors are heavy-tailed, so a mean test
         # alone loses power exactly when a few rows break the correlation structure)
         "error_q95": float(np.quantile(err, 0.95)) if len(err) else 0.0,
     }
-    chunks: dict[str, list] = {"rows": [], "mv": []}
-    if chunk_of_row is not None:
-        ev_chunks = chunk_of_row[1::2]
-        for c in np.unique(ev_chunks):
-            e = err[ev_chunks == c]
-            if len(e) < int(p["min_chunk_rows"]) or len(err) - len(e) < int(p["min_chunk_rows"]):
-                continue
-            rest_mean = (err.sum() - e.sum()) / (len(err) - len(e))
-            chunks["rows"].append(int(len(e)))
-            chunks["mv"].append(abs(e.mean() - rest_mean) / max(out["error_mean"], 1e-12))
-    out["chunks"] = chunks
+    out["chunks"] = _mv_chunk_stats(err, chunk_of_row, err_mean, p)
     return out
+
+
+def _mv_chunk_stats(err: np.ndarray, chunk_of_row: np.ndarray | None, err_mean: float,
+                    p: Mapping[str, Any]) -> dict[str, list]:
+    """Per reference chunk: |chunk mean - rest mean| / overall mean of the errors."""
+    chunks: dict[str, list] = {"rows": [], "mv": []}
+    if chunk_of_row is None:
+        return chunks
+    ev_chunks = chunk_of_row[1::2]
+    total = float(st.fixed_sum(err))
+    for c in np.unique(ev_chunks):
+        e = err[ev_chunks == c]
+        if len(e) < int(p["min_chunk_rows"]) or len(err) - len(e) < int(p["min_chunk_rows"]):
+            continue
+        e_sum = float(st.fixed_sum(e))
+        rest_mean = (total - e_sum) / (len(err) - len(e))
+        chunks["rows"].append(int(len(e)))
+        chunks["mv"].append(abs(e_sum / len(e) - rest_mean) / max(err_mean, 1e-12))
+    return chunks
+
+
+def second_moment(x: np.ndarray) -> np.ndarray:
+    """``x.T @ x / rows`` without BLAS: for each feature i the elementwise products with
+    features i..d-1, summed by ``stats.fixed_sum`` (order fixed by the row count)."""
+    n, d = x.shape
+    out = np.zeros((d, d))
+    for i in range(d):
+        row = st.fixed_sum(np.multiply(x[:, i:i + 1], x[:, i:]), overwrite=True) / max(n, 1)
+        out[i, i:] = row
+        out[i:, i] = row
+    return out
+
+
+JACOBI_MAX_SWEEPS = 60
+
+
+def jacobi_eigh(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues and eigenvectors (columns) of a small symmetric matrix by the cyclic
+    Jacobi method (Golub & Van Loan 8.5). Only +, -, *, / and sqrt, each correctly rounded
+    by IEEE 754, in a fixed order: LAPACK's ``eigh`` gives kernel-dependent last bits.
+    An off-diagonal entry below eps * sqrt(|a_pp a_qq|) is treated as zero (converged)."""
+    a = np.array(a, dtype=np.float64)
+    d = a.shape[0]
+    v = np.eye(d)
+    eps = np.finfo(np.float64).eps
+    for _ in range(JACOBI_MAX_SWEEPS):
+        rotated = False
+        for i in range(d - 1):
+            for j in range(i + 1, d):
+                aij = float(a[i, j])
+                if abs(aij) <= eps * math.sqrt(abs(float(a[i, i]) * float(a[j, j]))):
+                    continue
+                c, s = _jacobi_rotation(float(a[i, i]), float(a[j, j]), aij)
+                _rotate(a, v, i, j, c, s)
+                rotated = True
+        if not rotated:
+            break
+    return np.diag(a).copy(), v
+
+
+def _jacobi_rotation(aii: float, ajj: float, aij: float) -> tuple[float, float]:
+    """(cos, sin) of the rotation that zeroes a_ij (the smaller-angle root)."""
+    theta = (ajj - aii) / (2.0 * aij)
+    if abs(theta) > 1e150:  # theta**2 would overflow: t ~ 1 / (2 theta)
+        t = 0.5 / theta
+    else:
+        t = 1.0 / (abs(theta) + math.sqrt(theta * theta + 1.0))
+        t = -t if theta < 0 else t
+    c = 1.0 / math.sqrt(t * t + 1.0)
+    return c, t * c
+
+
+def _rotate(a: np.ndarray, v: np.ndarray, i: int, j: int, c: float, s: float) -> None:
+    """a <- J^T a J and v <- v J for the rotation J in the (i, j) plane (elementwise ops)."""
+    ai, aj = a[:, i].copy(), a[:, j].copy()
+    a[:, i], a[:, j] = c * ai - s * aj, s * ai + c * aj
+    ai, aj = a[i, :].copy(), a[j, :].copy()
+    a[i, :], a[j, :] = c * ai - s * aj, s * ai + c * aj
+    a[i, j] = a[j, i] = 0.0  # zero by construction; rounding would leave a tiny residue
+    vi, vj = v[:, i].copy(), v[:, j].copy()
+    v[:, i], v[:, j] = c * vi - s * vj, s * vi + c * vj
+
+
+def pca_components(fit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (descending, clipped at 0) and unit eigenvectors (columns, each with its
+    largest-magnitude entry positive) of the second-moment matrix of ``fit``."""
+    vals, vecs = jacobi_eigh(second_moment(fit))
+    order = np.argsort(-vals, kind="stable")
+    vals, vecs = np.clip(vals[order], 0, None), vecs[:, order]
+    signs = np.sign(vecs[np.argmax(np.abs(vecs), axis=0), np.arange(vecs.shape[1])])
+    return vals, vecs * np.where(signs == 0, 1, signs)
 
 
 def recon_errors(z: np.ndarray, resid: np.ndarray) -> np.ndarray:
     """Squared reconstruction error per row: the squared norm of z's projection on the
-    discarded principal directions ``resid`` (d x (d - q), orthonormal columns)."""
-    proj = resid.T @ z.T  # (d - q) x rows: the fast layout for a column-major z
-    return np.einsum("ij,ij->j", proj, proj)
+    discarded principal directions ``resid`` (d x (d - q), orthonormal columns). Computed
+    as fixed-order elementwise multiply-adds over the features (no BLAS), so every row's
+    error is the same bits on any kernel, thread count or layout of ``z``."""
+    n, d = z.shape
+    err = np.zeros(n)
+    proj = np.empty(n)
+    tmp = np.empty(n)
+    for k in range(resid.shape[1]):
+        proj.fill(0.0)
+        for j in range(d):
+            np.multiply(z[:, j], float(resid[j, k]), out=tmp)
+            np.add(proj, tmp, out=proj)
+        np.multiply(proj, proj, out=tmp)
+        np.add(err, tmp, out=err)
+    return err
 
 
 def build_profile_from_source(src: Any, types: Mapping[str, str], params: Mapping[str, Any] | None,

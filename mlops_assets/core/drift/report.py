@@ -519,8 +519,10 @@ def _multivariate(mv: Mapping[str, Any], z: np.ndarray, p: Mapping[str, Any]) ->
     resid = np.asarray(mv["residual_components"], dtype=np.float64).T
     err = recon_errors(z, resid)
     ref_mean, ref_sd, n_ref = float(mv["error_mean"]), float(mv["error_std"]), int(mv["n_rows"])
-    cur_mean = float(err.mean()) if err.size else float("nan")
-    cur_sd = float(err.std(ddof=1)) if err.size > 1 else 0.0
+    # fixed-order sums (stats.fixed_sum): the same bits on any BLAS kernel or thread count
+    cur_mean, cur_sd = st.fixed_mean_std(err, ddof=1)
+    if err.size == 1:
+        cur_sd = 0.0
     denom = max(ref_mean, 1e-12)
     rel = (cur_mean - ref_mean) / denom
     se = math.sqrt(ref_sd ** 2 / max(n_ref, 1) + cur_sd ** 2 / max(err.size, 1))

@@ -15,6 +15,11 @@ Exactness:
 - ``KSAccumulator`` streams current chunks against the reference: the KS D is still exact
   (it accumulates counts at every reference value); its Wasserstein is a documented
   approximation (see docs/drift.md).
+
+Determinism (docs/determinism.md): nothing here calls BLAS. Dot products and the sums that
+feed the multivariate signal use ``fixed_sum``, a pairwise sum whose order is fixed by the
+array's length alone, so the bits do not depend on the CPU kernel, the thread count or the
+memory layout.
 """
 
 from __future__ import annotations
@@ -35,6 +40,46 @@ TINY_P = 1e-12  # below this a KS p-value is reported from the asymptotic distri
 MAX_AUTO_N = 10000  # scipy's ks_2samp: exact p-value when both samples have <= this many rows
 _BNB_FANOUT = 64  # branch-and-bound: sub-cells per refined cell
 _BNB_LEAF = 256  # cells this small are evaluated in full
+
+
+# ------------------------------------------------------------------- fixed-order sums
+def fixed_sum(a: np.ndarray, overwrite: bool = False) -> np.ndarray | float:
+    """Sum along axis 0 by repeated halving: rows ``[0, h)`` += rows ``[h, 2h)`` (an odd last
+    row is first added to row 0), until one row is left. Every step is an elementwise IEEE
+    add, and the order depends only on the number of rows, so the result is the same bits
+    on any CPU, thread count or BLAS (``np.dot``/``@`` are not: their summation order is the
+    kernel's). Pairwise, so as accurate as ``np.sum``. ``overwrite`` lets it use ``a`` as
+    scratch space. A 1-D input returns a float, a 2-D one a row."""
+    a = np.asarray(a, dtype=np.float64)
+    m = a.shape[0]
+    if m == 0:
+        return 0.0 if a.ndim == 1 else np.zeros(a.shape[1:])
+    buf = a if overwrite and a.flags.writeable else a.copy()
+    while m > 1:
+        h = m // 2
+        if m % 2:
+            buf[0] += buf[m - 1]
+        np.add(buf[:h], buf[h:2 * h], out=buf[:h])
+        m = h
+    return float(buf[0]) if buf.ndim == 1 else buf[0].copy()
+
+
+def fixed_dot(a: np.ndarray, b: np.ndarray) -> float:
+    """``np.dot`` of two vectors without BLAS: elementwise products, then ``fixed_sum``."""
+    prod = np.multiply(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
+    return float(fixed_sum(prod, overwrite=True))
+
+
+def fixed_mean_std(x: np.ndarray, ddof: int = 0) -> tuple[float, float]:
+    """Mean and standard deviation (two-pass) with ``fixed_sum``: kernel-independent bits."""
+    n = x.size
+    if n == 0:
+        return math.nan, 0.0
+    mean = float(fixed_sum(x)) / n
+    dev = np.subtract(x, mean)
+    np.multiply(dev, dev, out=dev)
+    var = float(fixed_sum(dev, overwrite=True)) / (n - ddof) if n > ddof else 0.0
+    return mean, math.sqrt(var)
 
 
 # --------------------------------------------------------------------------- reference form
@@ -290,7 +335,7 @@ class KSAccumulator:
         n1, n2 = float(self.n1), float(self.n)
         f_ref = (np.arange(1, self.u.size) if self.cum is None else self.cum[:-1]) / n1
         f_cur = (self.pos_r[:-1] + self.pos_l[1:]) / (2.0 * n2)
-        inner = float(np.dot(np.abs(f_ref - f_cur), np.diff(self.u)))
+        inner = fixed_dot(np.abs(f_ref - f_cur), np.diff(self.u))
         return inner + (self.below_sum + self.above_sum) / n2
 
 
@@ -332,7 +377,7 @@ def wasserstein_sorted(r: np.ndarray, s: np.ndarray, block: int = 1 << 21) -> fl
         lengths = np.diff(merged, prepend=i0 * b).astype(np.float64)
         qr = (merged - 1) // b
         qs = (merged - 1) // a
-        total += float(np.dot(lengths, np.abs(r[qr] - s[qs])))
+        total += fixed_dot(lengths, np.abs(r[qr] - s[qs]))
     return total / lcm
 
 
