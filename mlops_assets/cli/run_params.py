@@ -3,6 +3,9 @@
     mlops-assets run-params show [--json]   the overrides over params.yaml, and the effective
                                             split and train sections the next run will use
     mlops-assets run-params reset           drop every override: params.yaml alone applies
+    mlops-assets run-params init            create the empty file if missing (every stage
+                                            command does; needed before `dvc status` or
+                                            `dvc repro` when `dvc pull` brought the data)
 
 A drift retrain's window and Launchpad hyperparameters live there, never in params.yaml,
 and stay until a later run sets them again or `reset` empties them."""
@@ -20,6 +23,7 @@ from mlops_assets.core.run_params import (
     RUN_SECTIONS,
     active_overrides,
     effective_params,
+    ensure_run_params,
     load_run_params,
     reset_run_params,
 )
@@ -66,6 +70,15 @@ def _reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _init(args: argparse.Namespace) -> int:
+    root = _root(args)
+    existed = (root / RUN_PARAMS).is_file()
+    with repo_lock(root):
+        ensure_run_params(root)
+    print(f"{RUN_PARAMS}: {'already there' if existed else 'created, no overrides'}")
+    return 0
+
+
 def _guarded(func: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
         try:
@@ -88,4 +101,6 @@ def add_run_params_parser(sub: Any) -> argparse.ArgumentParser:
     q.set_defaults(func=_guarded(_show))
     q = rs.add_parser("reset", help="drop every override (params.yaml alone applies)")
     q.set_defaults(func=_guarded(_reset))
+    q = rs.add_parser("init", help="create the empty file if missing (before dvc status/repro)")
+    q.set_defaults(func=_guarded(_init))
     return p

@@ -16,6 +16,8 @@ def test_show_and_reset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(
         {"split": {"cutoff": "2025-11-10", "holdout_end": "2025-11-24"}, "train": {"seed": 1}}))
     before = (tmp_path / "params.yaml").read_bytes()
+    assert main(["run-params", "--root", str(tmp_path), "init"]) == 0
+    assert "created" in capsys.readouterr().out
     assert main(["run-params", "--root", str(tmp_path), "show"]) == 0
     assert "no overrides" in capsys.readouterr().out
     write_run_params(tmp_path, "split", {"cutoff": "2025-12-19", "holdout_end": "2025-12-22"})
