@@ -283,6 +283,11 @@ def test_retrain_run_trains_on_the_new_window_and_registers_a_candidate(
     assert record["cutoff"] == "2025-11-28"
     assert_window_is_run_scoped(scenario.root, {"cutoff": "2025-11-28",
                                                 "holdout_end": "2025-12-01"})
+    meta = scenario.instance.get_latest_materialization_event(
+        dg.AssetKey("training_set")).asset_materialization.metadata
+    assert meta["run_params/source"].value == "this run's config"
+    assert meta["run_params/overrides"].value == {"split.cutoff": "2025-11-28",
+                                                  "split.holdout_end": "2025-12-01"}
     split = json.loads((scenario.root / "data/split/split.json").read_text())
     assert "2025-11-24" < str(split["train"]["ts_max"]) < "2025-11-28"
     reg = Registry(scenario.root)
