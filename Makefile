@@ -24,6 +24,7 @@ ui: setup  ## the Dagster UI (webserver + daemon) on http://127.0.0.1:3000
 	$(VENV)/bin/dg dev -p 3000
 
 repro: setup  ## the same chain with DVC alone, no Dagster process
+	$(PY) -m mlops_assets.cli.main run-params init   # DVC needs the run params file to exist
 	$(VENV)/bin/dvc repro
 
 browser-deps:  ## Debian's chromium for the browser tests (never `playwright install`)

@@ -14,11 +14,13 @@ from typing import Literal
 
 from mlops_assets.core import layout
 from mlops_assets.core.dvcgraph import dvc_stage_edges, dvc_stages, inside, load_params
+from mlops_assets.core.run_params import effective_params
 
-# dvc.yaml is read by core.dvcgraph; these names stay importable from here for the adapters.
+# dvc.yaml is read by core.dvcgraph; these names stay importable from here for the adapters
+# (load_params: params.yaml alone; effective_params: with the run params on top).
 __all__ = ["ASSETS", "ASSET_GROUPS", "ASSET_STAGE", "SPECS", "STAGE_ASSETS", "STAGE_SPECS",
            "CheckSpec", "StageAsset", "StageSpec", "asset_deps", "asset_outs", "dvc_stage_edges",
-           "dvc_stages", "load_params", "project_root", "stage_code_files"]
+           "dvc_stages", "effective_params", "load_params", "project_root", "stage_code_files"]
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ from mlops_assets.core.layout import (
 )
 from mlops_assets.core.plots import write_plots
 from mlops_assets.core.registry import Registry, Settings
+from mlops_assets.core.run_params import effective_params, ensure_run_params
 from mlops_assets.core.split import assert_no_leakage, split_summary, temporal_split
 from mlops_assets.core.train import (
     TrainParams,
@@ -74,7 +75,7 @@ from mlops_assets.core.train import (
     train_model,
 )
 from mlops_assets.core.validate import validate_snapshots, write_validation_outputs
-from mlops_assets.pipeline import load_params, project_root
+from mlops_assets.pipeline import project_root
 
 TREND_BATCHES = 8  # earlier batches shown in the drift report's trend
 
@@ -373,11 +374,15 @@ def _production_model(ctx: StageContext) -> tuple[Any, dict[str, Any]] | None:
 
 def run_stage(name: str, root: Path | None = None, partition_keys: list[str] | None = None,
               params: dict[str, Any] | None = None) -> StageResult:
-    """Run one stage of the chain in this process and time its compute."""
+    """Run one stage of the chain in this process and time its compute. The params are the
+    effective ones (params.yaml + data/run_params.yaml), and the run params file is created
+    first if missing: DVC refuses the split and train stages without it."""
     if name not in STAGES:
         raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
     root = Path(root) if root else project_root()
-    ctx = StageContext(root=root, params=params or load_params(root), partition_keys=partition_keys)
+    ensure_run_params(root)
+    ctx = StageContext(root=root, params=params or effective_params(root),
+                       partition_keys=partition_keys)
     start = time.perf_counter()
     result = STAGES[name](ctx)
     result.compute_seconds = time.perf_counter() - start

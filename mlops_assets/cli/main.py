@@ -12,6 +12,7 @@ from mlops_assets.cli.drift import add_drift_parser, run_drift
 from mlops_assets.cli.incident import add_incident_parser
 from mlops_assets.cli.lineage import add_lineage_parsers
 from mlops_assets.cli.registry import add_registry_parsers
+from mlops_assets.cli.run_params import add_run_params_parser
 from mlops_assets.cli.serve import add_serve_parser
 from mlops_assets.core.layout import DRIFT_HTML, EVALUATION, MODEL, MODEL_RECORD, PLOTS
 from mlops_assets.pipeline import project_root
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     # every sub-CLI is imported at the top: a broken one fails loudly, never vanishes
     add_drift_parser(sub).set_defaults(func=run_drift)
     add_registry_parsers(sub)
+    add_run_params_parser(sub)
     add_incident_parser(sub)
     add_lineage_parsers(sub)
     add_serve_parser(sub)

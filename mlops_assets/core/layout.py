@@ -32,6 +32,9 @@ RUNS_DIR = "data/runs"  # run facts: wall-clock times, git sha (never inside a D
 INFERENCE_LOG = "data/inference_log"  # the service's append-only log
 LABELS = "data/labels"  # delayed label files
 MONITORING = "data/monitoring"  # live monitoring outputs
+# run-scoped params (a retrain's window, Launchpad hyperparameters): machine-written,
+# git-ignored, pinned by DVC as a second params file of the split and train stages
+RUN_PARAMS = "data/run_params.yaml"
 
 # --- the model registry (git-tracked pointer, DVC-tracked model files and audit log)
 REGISTRY_DIR = "registry"

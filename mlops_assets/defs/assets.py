@@ -15,6 +15,8 @@ import dagster as dg
 
 from mlops_assets import stages as st
 from mlops_assets.core.ingest import batch_key
+from mlops_assets.core.layout import RUN_PARAMS
+from mlops_assets.core.run_params import active_overrides, load_run_params, write_run_params
 from mlops_assets.defs.metadata import (
     asset_metadata,
     check_results,
@@ -30,7 +32,6 @@ from mlops_assets.pipeline import (
     stage_code_files,
 )
 from mlops_assets.repo.dvc_bridge import commit_stage, lock_outs, record_audit, repo_lock
-from mlops_assets.repo.params_edit import update_params_section
 
 BATCHES = dg.DynamicPartitionsDefinition(name="batches")
 OWNERS = ["team:ml-platform"]
@@ -38,8 +39,10 @@ PARTITION_TAG = "dagster/partition"
 
 
 class TrainConfig(dg.Config):
-    """Hyperparameters editable in the Launchpad. A value set here is written back into
-    params.yaml before training, so DVC pins exactly what the model was trained with."""
+    """Hyperparameters editable in the Launchpad. Values set here become this run's `train`
+    section of data/run_params.yaml (never params.yaml, the person's file) before training,
+    so DVC pins exactly what the model was trained with. They stay in force for later runs
+    without config until a run sets the section again or `mlops-assets run-params reset`."""
 
     learning_rate: float | None = None
     max_iter: int | None = None
@@ -51,8 +54,9 @@ class TrainConfig(dg.Config):
 
 class SplitConfig(dg.Config):
     """The split window, editable in the Launchpad and set by the drift-triggered retrain
-    (defs/sensors.py). Written back into params.yaml's split section before splitting, so
-    DVC pins the window a model was trained on."""
+    (defs/sensors.py). Written to the `split` section of data/run_params.yaml (never
+    params.yaml) before splitting, so DVC pins the window a model was trained on; it stays
+    until the next retrain or `mlops-assets run-params reset`."""
 
     cutoff: str | None = None
     holdout_end: str | None = None
@@ -77,14 +81,34 @@ def _partition_keys(context: dg.AssetExecutionContext, stage: str) -> list[str] 
     return None
 
 
+def _apply_run_config(context: dg.AssetExecutionContext, root: Path, section: str,
+                      overrides: dict[str, Any]) -> dict[str, Any]:
+    """This run's config becomes `section` of the run params (params.yaml is never written);
+    without config the overrides of an earlier run stay, and the log says so. Returns the
+    metadata that shows which run params the stage used."""
+    if overrides:
+        write_run_params(root, section, overrides)
+        context.log.info(f"{RUN_PARAMS} {section}: {overrides} (this run's config)")
+        source = "this run's config"
+    else:
+        kept = load_run_params(root)[section]
+        source = "an earlier run's config (kept)" if kept else "none: params.yaml alone"
+        if kept:
+            context.log.warning(f"{RUN_PARAMS} {section} from an earlier run still applies: "
+                                f"{kept}; `mlops-assets run-params reset` drops it")
+    active = active_overrides({section: load_run_params(root)[section]})
+    return {"run_params/file": RUN_PARAMS, "run_params/source": source,
+            "run_params/overrides": dg.MetadataValue.json(active)}
+
+
 def _run(context: dg.AssetExecutionContext, stage: str,
-         overrides: dict[str, Any] | None = None, section: str = "train") -> Iterator[Any]:
+         overrides: dict[str, Any] | None = None, section: str | None = None) -> Iterator[Any]:
     root = project_root()
     keys = _partition_keys(context, stage)
+    run_meta: dict[str, Any] = {}
     with repo_lock(root):
-        if overrides:
-            update_params_section(root / "params.yaml", section, overrides)
-            context.log.info(f"params.yaml {section} section updated from run config: {overrides}")
+        if section:
+            run_meta = _apply_run_config(context, root, section, overrides or {})
         try:
             result = st.run_stage(stage, root, partition_keys=keys)
         except Exception as exc:
@@ -109,6 +133,7 @@ def _run(context: dg.AssetExecutionContext, stage: str,
             "dvc/md5": md5 or "",
             "dvc/outs": dg.MetadataValue.json({p: outs.get(p) for p in owned[key]}),
             "compute_seconds": round(result.compute_seconds, 3),
+            **run_meta,
         })
         yield dg.MaterializeResult(
             asset_key=key,
@@ -196,7 +221,7 @@ def _build_stage_asset(stage: str) -> dg.AssetsDefinition:
         @dg.multi_asset(**common)
         def train_asset(context: dg.AssetExecutionContext, config: TrainConfig):
             overrides = {k: v for k, v in config.model_dump().items() if v is not None}
-            yield from _run(context, stage, overrides)
+            yield from _run(context, stage, overrides, section="train")
 
         return train_asset
 

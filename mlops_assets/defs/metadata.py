@@ -20,7 +20,7 @@ from mlops_assets.core.layout import DRIFT_HTML, DRIFT_JSON, EVALUATION, MODEL_R
 from mlops_assets.core.layout import VALIDATION_REPORT as VALIDATION_JSON
 from mlops_assets.core.split import leaking_rows
 from mlops_assets.defs.lineage import model_lineage_metadata
-from mlops_assets.pipeline import ASSETS, CheckSpec, load_params
+from mlops_assets.pipeline import ASSETS, CheckSpec, effective_params, load_params
 from mlops_assets.stages import StageResult
 
 # asset key -> [(check name, blocking, description)]: a view of pipeline.STAGE_SPECS
@@ -164,10 +164,10 @@ def validation_check(report: dict[str, Any], rows: int) -> dg.AssetCheckResult:
 
 
 def leakage_check(root: Path) -> dg.AssetCheckResult:
-    """Reads the training file as written and checks it against params split.cutoff, on
-    its own: the split stage's own assertion is not what this check trusts."""
+    """Reads the training file as written and checks it against the effective split.cutoff
+    (params.yaml + run params), on its own: the split stage's assertion is not trusted."""
     contract = _contract(root)
-    cutoff = str(load_params(root)["split"]["cutoff"])
+    cutoff = str(effective_params(root)["split"]["cutoff"])
     ts = contract.timestamp_column
     train = pd.read_parquet(root / TRAIN, columns=[ts])
     late = leaking_rows(train, contract, cutoff)

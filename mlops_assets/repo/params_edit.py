@@ -1,5 +1,7 @@
-"""Edit params.yaml in place, keeping its comments: run config from the Dagster Launchpad
-lands here so that DVC pins the values a model was actually trained with."""
+"""Edit a params.yaml in place, keeping its comments. Only for a params.yaml the code made
+itself (the incident replay's workspace, test project copies): no run, sensor or command
+writes the person's params.yaml; run config goes to data/run_params.yaml
+(core/run_params.py)."""
 
 from __future__ import annotations
 

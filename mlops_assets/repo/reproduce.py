@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from mlops_assets.core.dvcgraph import inside, param
-from mlops_assets.core.layout import MODEL, MODEL_RECORD
+from mlops_assets.core.layout import MODEL, MODEL_RECORD, RUN_PARAMS
 from mlops_assets.core.lineage.chain import LineageError
 from mlops_assets.core.lineage.history import (
     TRAIN_STAGE,
@@ -42,6 +42,7 @@ from mlops_assets.core.lineage.history import (
     params_of,
 )
 from mlops_assets.core.lineage.model import resolve_model
+from mlops_assets.core.run_params import RUN_SECTIONS, effective_params, write_run_params
 from mlops_assets.core.store import dir_md5, dvc_cache_dir, dvc_cache_object, md5_of_file
 from mlops_assets.core.versions import library_versions
 
@@ -153,13 +154,25 @@ def _compare_inputs(wt: Path, deps: dict[str, str], data_deps: list[str],
         result["inputs"].append(row)
         if have != want:
             result["input_differences"].append(row)
-    now = yaml.safe_load((wt / "params.yaml").read_text()) or {}
+    now = effective_params(wt, yaml.safe_load((wt / "params.yaml").read_text()) or {})
     for key, val in lock_params.items():
         node = param(now, key)
         if node != val:
             result["input_differences"].append(
                 {"path": f"params.yaml:{key}", "expected": val, "actual": node,
                  "source": "git"})
+
+
+def _restore_run_params(wt: Path, stages: dict[str, Any], say: Say) -> None:
+    """The run params file is git-ignored, so the worktree has none: write back the sections
+    the lock's entries pinned (a retrain's window, Launchpad hyperparameters)."""
+    for entry in stages.values():
+        pinned = (entry.get("params") or {}).get(RUN_PARAMS) or {}
+        for section in RUN_SECTIONS:
+            if section in pinned:
+                write_run_params(wt, section, pinned[section] or {})
+                if pinned[section]:
+                    say(f"{RUN_PARAMS} {section}: {pinned[section]} (as dvc.lock pinned)")
 
 
 def _rebuild(wt: Path, env: dict[str, str], train: dict[str, Any], result: dict[str, Any],
@@ -233,6 +246,7 @@ def reproduce(root: Path, ref: str, keep: bool = False,
         _share_dvc(root, wt, env, result["steps"])
         deps, data_deps = _inputs(root, stages, result)
         _checkout(wt, env, data_deps, result["steps"], say)
+        _restore_run_params(wt, stages, say)
         _compare_inputs(wt, deps, data_deps, params_of(train), result)
         _rebuild(wt, env, train, result, say)
     finally:

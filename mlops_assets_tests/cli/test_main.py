@@ -16,10 +16,10 @@ from mlops_assets.cli import main as cli_main
 from mlops_assets.cli.registry import add_registry_parsers
 
 REPO = Path(__file__).resolve().parents[2]
-COMMANDS = ["demo", "stage", "drift", "registry", "incident", "lineage", "reproduce", "audit",
-            "serve"]
-SUB_CLIS = ["mlops_assets.cli.drift", "mlops_assets.cli.registry", "mlops_assets.cli.incident",
-            "mlops_assets.cli.lineage", "mlops_assets.cli.serve"]
+COMMANDS = ["demo", "stage", "drift", "registry", "run-params", "incident", "lineage",
+            "reproduce", "audit", "serve"]
+SUB_CLIS = ["mlops_assets.cli.drift", "mlops_assets.cli.registry", "mlops_assets.cli.run_params",
+            "mlops_assets.cli.incident", "mlops_assets.cli.lineage", "mlops_assets.cli.serve"]
 
 
 def _python(code: str) -> subprocess.CompletedProcess[str]:

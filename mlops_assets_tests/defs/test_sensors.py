@@ -19,7 +19,8 @@ from mlops_assets.core.audit import read_events
 from mlops_assets.core.automation import drift_inputs_ready
 from mlops_assets.core.generate import FraudScenario, generate_week
 from mlops_assets.core.io import write_parquet_atomic
-from mlops_assets.core.layout import AUDIT_LOG
+from mlops_assets.core.layout import AUDIT_LOG, RUN_PARAMS
+from mlops_assets.core.lineage.history import params_of
 from mlops_assets.defs.sensors import (
     CHAIN_AFTER_LANDING,
     drift_retrain_sensor,
@@ -30,6 +31,7 @@ from mlops_assets.defs.sensors import (
 )
 from mlops_assets.repo.params_edit import update_params_section
 from mlops_assets_tests.conftest import VENV_BIN, make_project_copy
+from mlops_assets_tests.conftest import run as run_cmd
 
 # ------------------------------------------------------------------ helpers
 
@@ -279,6 +281,13 @@ def test_retrain_run_trains_on_the_new_window_and_registers_a_candidate(
     assert run.success, _errors(run)
     record = json.loads((scenario.root / "data/model/model.json").read_text())
     assert record["cutoff"] == "2025-11-28"
+    assert_window_is_run_scoped(scenario.root, {"cutoff": "2025-11-28",
+                                                "holdout_end": "2025-12-01"})
+    meta = scenario.instance.get_latest_materialization_event(
+        dg.AssetKey("training_set")).asset_materialization.metadata
+    assert meta["run_params/source"].value == "this run's config"
+    assert meta["run_params/overrides"].value == {"split.cutoff": "2025-11-28",
+                                                  "split.holdout_end": "2025-12-01"}
     split = json.loads((scenario.root / "data/split/split.json").read_text())
     assert "2025-11-24" < str(split["train"]["ts_max"]) < "2025-11-28"
     reg = Registry(scenario.root)
@@ -295,6 +304,20 @@ def test_retrain_run_trains_on_the_new_window_and_registers_a_candidate(
     actions = [e.get("action") for e in read_events(scenario.root / AUDIT_LOG)
                if e.get("kind") == "drift" and e.get("action") != "drift_result"]
     assert actions == ["retrain_requested", "retrain_absorbed"]
+
+
+def assert_window_is_run_scoped(root: Path, window: dict[str, str]) -> None:
+    """The retrain's window is in the run params file and pinned by dvc.lock; the person's
+    params.yaml is byte for byte the committed one."""
+    import yaml
+
+    assert yaml.safe_load((root / RUN_PARAMS).read_text())["split"] == window
+    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]["split"]["params"]
+    assert lock[RUN_PARAMS] == {"split": window}
+    assert params_of({"params": lock})["split"] == window
+    committed = run_cmd(["git", "show", "HEAD:params.yaml"], root).stdout
+    assert (root / "params.yaml").read_text() == committed
+    assert run_cmd(["git", "status", "--porcelain", "--", "params.yaml"], root).stdout == ""
 
 
 def _check(run: dg.ExecuteInProcessResult, name: str):

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from mlops_assets.core.contract import load_contract
+from mlops_assets.core.io import DataError
 from mlops_assets.core.layout import (
     AUDIT_LOG,
     DRIFT_JSON,
@@ -42,6 +43,7 @@ from mlops_assets.core.lineage.chain import (
 from mlops_assets.core.lineage.events import audit_events
 from mlops_assets.core.lineage.history import TRAIN_STAGE, outs_of, params_of, yaml_load
 from mlops_assets.core.lineage.model import production_pointer
+from mlops_assets.core.run_params import effective_params
 from mlops_assets.core.store import dvc_cache_object
 
 # ------------------------------------------------------------------------------ leakage
@@ -174,10 +176,12 @@ def _record_vs_lock(lineage: dict[str, Any], chain: Chain) -> list[str]:
 
 
 def _params_yaml_vs_lock(chain: Chain) -> list[str]:
-    """Where params.yaml differs from the params the working lock's entries pinned."""
+    """Where the effective params (params.yaml + the run params file) differ from the params
+    the working lock's entries pinned."""
     try:
-        now = yaml_load((chain.root / "params.yaml").read_bytes()) or {}
-    except (OSError, yaml.YAMLError):
+        base = yaml_load((chain.root / "params.yaml").read_bytes()) or {}
+        now = effective_params(chain.root, base)
+    except (OSError, yaml.YAMLError, DataError):
         now = {}
     diffs = []
     for stage, (rev, e) in chain.entries.items():

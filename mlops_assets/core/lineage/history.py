@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from mlops_assets.core.layout import MODEL
+from mlops_assets.core.run_params import DEFAULT_PARAMS_FILE, deep_merge
 from mlops_assets.core.store import HashCache, git
 
 TRAIN_STAGE = "train"
@@ -95,10 +96,12 @@ def deps_of(entry: Mapping[str, Any]) -> dict[str, str]:
 
 
 def params_of(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """The params a stage entry pinned, merged over the params files."""
+    """The params a stage entry pinned, merged over the params files: params.yaml first, the
+    run params file (data/run_params.yaml) deep-merged on top, as the stage saw them."""
+    files = entry.get("params") or {}
     merged: dict[str, Any] = {}
-    for _file, values in (entry.get("params") or {}).items():
-        merged.update(values or {})
+    for file in sorted(files, key=lambda f: f != DEFAULT_PARAMS_FILE):
+        merged = deep_merge(merged, files[file] or {})
     return merged
 
 
