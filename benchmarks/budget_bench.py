@@ -42,9 +42,10 @@ if str(ROOT) not in sys.path:
 from mlops_assets.core.contract import load_contract  # noqa: E402
 from mlops_assets.core.generate import FraudScenario, generate_week  # noqa: E402
 from mlops_assets.core.validate import validate_frame  # noqa: E402
+from mlops_assets_tests.conftest import committed_text  # noqa: E402
 from mlops_assets_tests.core import fraud_frame  # noqa: E402
 
-PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+PARAMS = yaml.safe_load(committed_text("params.yaml"))  # as at HEAD, never a local edit
 CONTRACT = load_contract(ROOT / PARAMS["dataset"]["contract"])
 Row = tuple[str, float, float | None]  # (measure, seconds, budget seconds or None)
 

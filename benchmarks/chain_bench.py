@@ -255,7 +255,7 @@ def bench_dagster(base: Path, rows: int, weeks: int) -> dict[str, Any]:
     root = make_copy(base / "dagster", rows, weeks)
     home = base / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(REPO / ".dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy2(root / ".dagster_home" / "dagster.yaml", home / "dagster.yaml")  # as at HEAD
     out = base / "dagster_events.json"
     say(f"Dagster: materialize_chain in a child process (DAGSTER_HOME={home}) ...")
     cpu0 = children_cpu()

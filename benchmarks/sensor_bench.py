@@ -30,9 +30,11 @@ if str(ROOT) not in sys.path:
 
 
 def _workspace(tmp: Path, overrides: dict) -> Path:
-    from mlops_assets.demo.incident import make_workspace
+    # code from the working tree, params/lock/registry from git HEAD: a used checkout's
+    # state (an edited params.yaml, a promoted version) never reaches the measurement
+    from mlops_assets_tests.conftest import make_project_copy
 
-    return make_workspace(ROOT, tmp / "project", overrides)
+    return make_project_copy(tmp / "project", overrides, with_lock=False)
 
 
 def _tiny(path: Path, i: int) -> None:

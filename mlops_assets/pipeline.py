@@ -20,7 +20,8 @@ from mlops_assets.core.run_params import effective_params
 # (load_params: params.yaml alone; effective_params: with the run params on top).
 __all__ = ["ASSETS", "ASSET_GROUPS", "ASSET_STAGE", "SPECS", "STAGE_ASSETS", "STAGE_SPECS",
            "CheckSpec", "StageAsset", "StageSpec", "asset_deps", "asset_outs", "dvc_stage_edges",
-           "dvc_stages", "effective_params", "load_params", "project_root", "stage_code_files"]
+           "dvc_stages", "effective_params", "find_project_root", "load_params", "project_root",
+           "stage_code_files", "ProjectNotFoundError", "ROOT_ENV"]
 
 
 @dataclass(frozen=True)
@@ -105,10 +106,38 @@ ASSET_GROUPS: dict[str, str] = {k: a.group for k, a in ASSETS.items()}
 
 # ---------------------------------------------------------------- the project root
 
+ROOT_ENV = "MLOPS_ASSETS_ROOT"
+ROOT_MARKER = "dvc.yaml"
+
+
+class ProjectNotFoundError(RuntimeError):
+    """No project where the user is: the message names the directory searched."""
+
+
+def find_project_root(start: Path) -> Path | None:
+    """The nearest of `start` and its ancestors holding dvc.yaml (as git and DVC find
+    theirs), None when there is none."""
+    start = start.resolve()
+    return next((d for d in (start, *start.parents) if (d / ROOT_MARKER).is_file()), None)
+
+
 def project_root() -> Path:
-    """The checkout that holds dvc.yaml: MLOPS_ASSETS_ROOT, else the package's parent."""
-    env = os.environ.get("MLOPS_ASSETS_ROOT")
-    return Path(env).resolve() if env else Path(__file__).resolve().parent.parent
+    """The project this process acts on: MLOPS_ASSETS_ROOT (the CLI's `--root` sets it),
+    else the nearest ancestor of the working directory holding dvc.yaml. Never where the
+    package is installed: an editable install would otherwise act on its own checkout."""
+    env = os.environ.get(ROOT_ENV)
+    if env:
+        root = Path(env).expanduser().resolve()
+        if not (root / ROOT_MARKER).is_file():
+            raise ProjectNotFoundError(f"{ROOT_ENV}={env}: {root} holds no {ROOT_MARKER}")
+        return root
+    cwd = Path.cwd()
+    found = find_project_root(cwd)
+    if found is None:
+        raise ProjectNotFoundError(
+            f"no mlops_assets project here: neither {cwd.resolve()} nor any of its parents "
+            f"holds {ROOT_MARKER} (cd into a project, or pass --root DIR / set {ROOT_ENV})")
+    return found
 
 
 def _within(path: str, outs: list[str] | tuple[str, ...]) -> bool:

@@ -75,7 +75,7 @@ from mlops_assets.core.train import (
     train_model,
 )
 from mlops_assets.core.validate import validate_snapshots, write_validation_outputs
-from mlops_assets.pipeline import project_root
+from mlops_assets.pipeline import ProjectNotFoundError, project_root
 
 TREND_BATCHES = 8  # earlier batches shown in the drift report's trend
 
@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = run_stage(args.stage, args.root)
-    except DataError as e:
+    except (DataError, ProjectNotFoundError) as e:
         print(f"[{args.stage}] error: {e}", file=sys.stderr)
         return 2
     print(f"[{args.stage}] done in {result.compute_seconds:.2f}s -> {', '.join(result.outputs)}",

@@ -41,21 +41,59 @@ def run(cmd: list[str], root: Path, env: dict[str, str] | None = None, check: bo
     return proc
 
 
+# Files a person or a run changes in a checkout (edited params, registry state, outputs):
+# a copy takes them from git HEAD, never from the working tree, so `make demo`/`make ui`
+# in a checkout cannot change what its tests see. Code comes from the working tree, so
+# developers test their uncommitted code.
+STATE_FILES = ("params.yaml", "dvc.lock", ".dagster_home/dagster.yaml")
+STATE_PREFIXES = ("registry/", "data/", ".dvc/config")
+
+
+def is_state(rel: str) -> bool:
+    """Whether `rel` (a path relative to the repo) is human-owned or run state."""
+    return rel in STATE_FILES or rel.startswith(STATE_PREFIXES)
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                          check=True).stdout
+
+
 def project_files() -> list[str]:
-    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-                         cwd=REPO, capture_output=True, text=True, check=True).stdout
-    return [p for p in out.splitlines() if p and (REPO / p).is_file()]
+    """The working tree's code files: tracked or untracked-but-not-ignored, no state."""
+    out = _git("ls-files", "--cached", "--others", "--exclude-standard")
+    return [p for p in out.splitlines() if p and not is_state(p) and (REPO / p).is_file()]
+
+
+def committed_state_files() -> list[str]:
+    """The state files as committed at HEAD (untracked state is never copied)."""
+    return [p for p in _git("ls-tree", "-r", "--name-only", "HEAD").splitlines() if is_state(p)]
+
+
+def committed_bytes(rel: str) -> bytes:
+    """A file's content at git HEAD (`git show HEAD:rel`)."""
+    return subprocess.run(["git", "show", f"HEAD:{rel}"], cwd=REPO, capture_output=True,
+                          check=True).stdout
+
+
+def committed_text(rel: str) -> str:
+    return committed_bytes(rel).decode("utf-8")
 
 
 def make_project_copy(dest: Path, params_overrides: dict[str, dict] | None = None,
                       with_lock: bool = True) -> Path:
-    """Copy the project's tracked (and not-ignored) files into `dest` as a fresh git repo."""
+    """Copy the project into `dest` as a fresh git repo: code from the working tree, state
+    (params.yaml, dvc.lock, registry/, data/, .dvc/config*) from git HEAD."""
     for rel in project_files():
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, target)
+    for rel in committed_state_files():
         if not with_lock and rel == "dvc.lock":
             continue
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / rel, target)
+        target.write_bytes(committed_bytes(rel))
     if params_overrides:
         from mlops_assets.repo.params_edit import update_params_section
 

@@ -8,6 +8,7 @@ import dagster as dg
 import yaml
 
 from mlops_assets.pipeline import ASSET_STAGE, STAGE_ASSETS, dvc_stage_edges, dvc_stages
+from mlops_assets_tests.conftest import committed_text
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -50,7 +51,7 @@ def test_a_changed_dvc_edge_is_detected(tmp_path: Path) -> None:
     spec["stages"]["drift"]["deps"] = [d for d in spec["stages"]["drift"]["deps"]
                                        if not str(d).startswith("data/features")]
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(spec))
-    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(committed_text("params.yaml"))
     _, edges = _dagster_graph()
     assert dagster_stage_edges(edges) != dvc_stage_edges(tmp_path)
     assert ("features", "drift") in dagster_stage_edges(edges) - dvc_stage_edges(tmp_path)

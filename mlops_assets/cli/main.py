@@ -15,7 +15,7 @@ from mlops_assets.cli.registry import add_registry_parsers
 from mlops_assets.cli.run_params import add_run_params_parser
 from mlops_assets.cli.serve import add_serve_parser
 from mlops_assets.core.layout import DRIFT_HTML, EVALUATION, MODEL, MODEL_RECORD, PLOTS
-from mlops_assets.pipeline import project_root
+from mlops_assets.pipeline import ROOT_ENV, ProjectNotFoundError, project_root
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -63,6 +63,11 @@ def _stage(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line; the order of the subcommands is the order of `--help`."""
     parser = argparse.ArgumentParser(prog="mlops-assets", description=__doc__)
+    # dest differs from the sub-commands' own --root: a sub-parser's default would
+    # otherwise overwrite the value given before the sub-command
+    parser.add_argument("--root", dest="global_root", type=Path, metavar="DIR",
+                        help=f"the project to act on (default: {ROOT_ENV}, else the nearest "
+                             "directory from here up holding dvc.yaml)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="land the sample data and materialise the whole chain")
     p.set_defaults(func=_demo)
@@ -81,8 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse, settle the project root once, run; no project -> a clear error, exit 2."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    if args.global_root is not None:
+        # through the environment, so every subprocess (dvc repro, Dagster) acts on it too
+        os.environ[ROOT_ENV] = str(args.global_root.expanduser().resolve())
+    try:
+        return int(args.func(args) or 0)
+    except ProjectNotFoundError as e:
+        print(f"mlops-assets: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

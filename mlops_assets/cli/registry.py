@@ -34,7 +34,7 @@ from mlops_assets.core.layout import (
 )
 from mlops_assets.core.registry import STAGES, Registry, RegistryError
 from mlops_assets.pipeline import project_root
-from mlops_assets.repo.dvc_bridge import repo_lock, track_audit_log
+from mlops_assets.repo.dvc_bridge import dvc_add, repo_lock, track_audit_log
 
 
 def _user() -> str:
@@ -163,16 +163,13 @@ def _track(args: argparse.Namespace) -> int:
     remote, with `dvc push`); registry/models.dvc pins them in git beside registry.json and
     production.json. The audit log is DVC-tracked too (registry/audit.log.jsonl.dvc; every
     registry command and Dagster run that appends to it re-pins it)."""
-    # Lazy: dvc takes most of a second to import and only `track` needs it here.
-    from dvc.repo import Repo
-
     root = _root(args)
     models = root / REGISTRY_MODELS
     if not models.is_dir():
         print("registry: no registered models to track yet", file=sys.stderr)
         return 2
-    with repo_lock(root), Repo(str(root)) as repo:
-        repo.add(str(models))
+    with repo_lock(root):
+        dvc_add(root, models)
     _track_log(root)
     dvcfile = models.with_suffix(".dvc")
     print(f"tracked {models.relative_to(root)} and the audit log with DVC -> "
@@ -205,8 +202,8 @@ def add_registry_parsers(sub: Any) -> argparse.ArgumentParser:
     """Mount `registry` and its sub-commands on the main parser's sub-parsers."""
     p = sub.add_parser("registry", help="the model registry: list, show, promote, approve, "
                                         "reject, rollback")
-    p.add_argument("--root", type=Path, help="project root (default: MLOPS_ASSETS_ROOT or "
-                                              "the checkout)")
+    p.add_argument("--root", type=Path, help="project root (default: mlops-assets --root, "
+                   "MLOPS_ASSETS_ROOT, else the nearest dvc.yaml from the cwd up)")
     rs = p.add_subparsers(dest="registry_command", required=True)
     q = rs.add_parser("list", help="every version with its stage")
     q.add_argument("--json", action="store_true")

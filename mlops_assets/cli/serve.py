@@ -36,8 +36,8 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "/metadata, /metrics.")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--root", type=Path, default=None, help="project root (default: the "
-                   "checkout or MLOPS_ASSETS_ROOT)")
+    p.add_argument("--root", type=Path, default=None, help="project root (default: "
+                   "mlops-assets --root, MLOPS_ASSETS_ROOT, else found from the cwd up)")
     p.add_argument("--model", type=Path, default=None,
                    help="development only: serve this model file instead of the registry's "
                         "production model (its model.json beside it gives the threshold)")

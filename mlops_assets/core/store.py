@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import platformdirs
+
 from mlops_assets.core.io import md5_file
 
 
@@ -138,23 +140,43 @@ class HashCache:
                 "hits": self.hits, "hashed": self.misses, "bytes_hashed": self.bytes_hashed}
 
 
+def _dvc_config_files(root: Path) -> list[Path]:
+    """DVC's config files in the order they shadow each other: system < global < repo
+    (.dvc/config) < local (.dvc/config.local). The first two where DVC looks for them
+    (DVC_SYSTEM_CONFIG_DIR / DVC_GLOBAL_CONFIG_DIR, else the platform's config dirs)."""
+    system = os.environ.get("DVC_SYSTEM_CONFIG_DIR") or platformdirs.site_config_dir(
+        "dvc", "iterative")
+    user = os.environ.get("DVC_GLOBAL_CONFIG_DIR") or platformdirs.user_config_dir(
+        "dvc", "iterative")
+    return [Path(system) / "config", Path(user) / "config",
+            root / ".dvc" / "config", root / ".dvc" / "config.local"]
+
+
+def _config_value(path: Path, section: str, option: str) -> str | None:
+    """One value of a DVC (configobj-style) config file, None when unset or unreadable.
+    Section names are compared case-blind and unquoted, as DVC lowercases them."""
+    parser = configparser.ConfigParser(strict=False, interpolation=None,
+                                       inline_comment_prefixes=("#", ";"))
+    try:
+        parser.read_string(path.read_text())
+    except (OSError, UnicodeDecodeError, configparser.Error):
+        return None
+    for name in parser.sections():
+        if name.strip().strip("'\"").lower() == section and parser.has_option(name, option):
+            return parser.get(name, option).strip().strip("'\"")
+    return None
+
+
 def dvc_cache_dir(root: Path) -> Path:
-    """The DVC cache directory: `cache.dir` from .dvc/config.local or .dvc/config (relative to
-    .dvc/), else .dvc/cache."""
-    for name in ("config.local", "config"):
-        cfg = root / ".dvc" / name
-        if not cfg.exists():
-            continue
-        parser = configparser.ConfigParser(strict=False, interpolation=None)
-        try:
-            parser.read_string(cfg.read_text())
-        except configparser.Error:
-            continue
-        for section in parser.sections():
-            if section.strip().strip("'\"") == "cache" and parser.has_option(section, "dir"):
-                value = parser.get(section, "dir").strip().strip("'\"")
-                p = Path(value)
-                return p if p.is_absolute() else (root / ".dvc" / p).resolve()
+    """The DVC cache directory as DVC itself finds it (`dvc cache dir`): `cache.dir` of
+    the highest config level that sets it (a relative path is relative to that config
+    file's directory; `~` is expanded), else .dvc/cache. Read here rather than through
+    DVC so the core never imports it."""
+    for cfg in reversed(_dvc_config_files(root)):
+        value = _config_value(cfg, "cache", "dir") if cfg.is_file() else None
+        if value:
+            expanded = os.path.expanduser(value)
+            return Path(os.path.abspath(os.path.join(cfg.parent, expanded)))
     return root / ".dvc" / "cache"
 
 

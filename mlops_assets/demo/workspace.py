@@ -15,10 +15,20 @@ import yaml
 
 from mlops_assets.core.generate import FraudScenario
 from mlops_assets.core.layout import PRODUCTION_POINTER, REGISTRY_DIR
+from mlops_assets.pipeline import project_root
 from mlops_assets.repo.params_edit import update_params_section
 
-# the checkout this package lives in (mlops_assets/demo/workspace.py -> the project root)
+# the checkout this package lives in (mlops_assets/demo/workspace.py -> the checkout), if any
 SOURCE = Path(__file__).resolve().parents[2]
+
+
+def source_checkout() -> Path:
+    """The checkout the replay copies: the one this package's source lives in (an editable
+    install or a clone), else, for a non-editable install, which has no checkout of its
+    own, the project the user is in."""
+    if (SOURCE / "dvc.yaml").is_file() and (SOURCE / "pyproject.toml").is_file():
+        return SOURCE
+    return project_root()
 
 # read at definition load: the daemon ticks every few seconds, not every 30
 FAST_AUTOMATION = {"landing_sensor_interval_seconds": 3, "drift_sensor_interval_seconds": 3,
@@ -95,8 +105,9 @@ def setup(workdir: Path, rows_per_week: int | None, daemon: bool) -> Workspace:
     """Build the workspace in `workdir` and point this process at it (MLOPS_ASSETS_ROOT,
     DAGSTER_HOME, cwd). Call it before the Dagster definitions are imported: they read
     dvc.yaml and params.yaml of MLOPS_ASSETS_ROOT at import."""
-    full, normal, holiday = scenario(SOURCE, rows_per_week)
-    root = make_workspace(SOURCE, workdir, overrides(len(normal), rows_per_week, daemon))
+    src = source_checkout()
+    full, normal, holiday = scenario(src, rows_per_week)
+    root = make_workspace(src, workdir, overrides(len(normal), rows_per_week, daemon))
     os.environ["MLOPS_ASSETS_ROOT"] = str(root)
     os.environ["DAGSTER_HOME"] = str(root / ".dagster_home")
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")

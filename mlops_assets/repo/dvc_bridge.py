@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,12 +35,34 @@ def repo_lock(root: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def commit_stage(root: Path, stage: str) -> None:
-    """Record the stage's current deps, params and outs in dvc.lock and the cache."""
+@contextmanager
+def open_repo(root: Path) -> Iterator[Any]:
+    """DVC's Repo at `root`, its git hints ("To track the changes with git, run: git add
+    ...") silenced: they are DVC's CLI talking to a person, and leak into our commands'
+    output and Dagster's logs, where they ask for a step our own messages already name."""
     # Lazy: dvc takes about a second to import; the Dagster definitions import this module.
     from dvc.repo import Repo
 
-    with Repo(str(root)) as repo:
+    dvc_logger = logging.getLogger("dvc")
+    level = dvc_logger.level
+    dvc_logger.setLevel(max(level, logging.WARNING))
+    try:
+        with Repo(str(root)) as repo:
+            repo.scm_context.quiet = True
+            yield repo
+    finally:
+        dvc_logger.setLevel(level)
+
+
+def dvc_add(root: Path, path: Path) -> None:
+    """`dvc add path` in the project at `root`, without DVC's git hints."""
+    with open_repo(root) as repo:
+        repo.add(str(path))
+
+
+def commit_stage(root: Path, stage: str) -> None:
+    """Record the stage's current deps, params and outs in dvc.lock and the cache."""
+    with open_repo(root) as repo:
         repo.commit(stage, force=True, relink=False)
 
 
@@ -64,10 +87,7 @@ def lock_deps(root: Path, stage: str) -> dict[str, str]:
 
 def status(root: Path) -> dict[str, Any]:
     """`dvc status` as a dict: empty when every stage is up to date."""
-    # Lazy: dvc takes about a second to import; the Dagster definitions import this module.
-    from dvc.repo import Repo
-
-    with Repo(str(root)) as repo:
+    with open_repo(root) as repo:
         return repo.status()
 
 
@@ -76,17 +96,13 @@ def track_audit_log(root: Path, *, locked: bool = False) -> str | None:
     push`) and `registry/audit.log.jsonl.dvc` pins them in git: the pinned version is the
     append-only anchor `audit verify` checks the file against. Returns the md5, None when
     there is no log yet. `locked`: the caller already holds repo_lock."""
-    # Lazy: dvc takes about a second to import; the Dagster definitions import this module.
-    from dvc.repo import Repo
-
     path = root / AUDIT_LOG
     if not path.exists():
         return None
     if not locked:
         with repo_lock(root):
             return track_audit_log(root, locked=True)
-    with Repo(str(root)) as repo:
-        repo.add(str(path))
+    dvc_add(root, path)
     with open(path.with_name(path.name + ".dvc")) as f:
         return (yaml.safe_load(f) or {}).get("outs", [{}])[0].get("md5")
 

@@ -25,10 +25,11 @@ from mlops_assets.core.generate import (
     parquet_bytes,
 )
 from mlops_assets.core.io import DataError, md5_file
+from mlops_assets_tests.conftest import committed_text
 
 REPO = Path(__file__).resolve().parents[2]
 FRAUD = REPO / "mlops_assets" / "contracts" / "fraud.yaml"
-PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+PARAMS = yaml.safe_load(committed_text("params.yaml"))
 SMALL = FraudScenario(rows_per_week=2000, weeks=16)
 DTYPES = {"string": "object", "category": "object", "datetime": "datetime64[ns]",
           "float": "float64", "int": "int64"}

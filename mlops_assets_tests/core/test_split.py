@@ -15,10 +15,11 @@ from mlops_assets.core.features import build_features
 from mlops_assets.core.generate import FraudScenario, generate_week
 from mlops_assets.core.io import DataError, canonical_json
 from mlops_assets.core.split import assert_no_leakage, split_summary, temporal_split
+from mlops_assets_tests.conftest import committed_text
 
 REPO = Path(__file__).resolve().parents[2]
 FRAUD = REPO / "mlops_assets" / "contracts" / "fraud.yaml"
-PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+PARAMS = yaml.safe_load(committed_text("params.yaml"))
 CUTOFF = PARAMS["split"]["cutoff"]
 HOLDOUT_END = PARAMS["split"]["holdout_end"]
 

@@ -36,6 +36,7 @@ from mlops_assets.core.train import (
     score,
     train_model,
 )
+from mlops_assets_tests.conftest import committed_text
 
 REPO = Path(__file__).resolve().parents[2]
 FRAUD = REPO / "mlops_assets" / "contracts" / "fraud.yaml"
@@ -91,7 +92,7 @@ def make_feature_frame(n: int = 3000, seed: int = 0, contract: Contract | None =
 def _train_and_save(path: str, n: int = 4000) -> str:
     """Used in a subprocess by the cross-process determinism test."""
     c = load_contract(FRAUD)
-    params = TrainParams.from_params(yaml.safe_load((REPO / "params.yaml").read_text()))
+    params = TrainParams.from_params(yaml.safe_load(committed_text("params.yaml")))
     result = train_model(make_feature_frame(n, seed=7, contract=c), c, params)
     save_model(result.pipeline, path)
     return md5_file(path)
@@ -101,7 +102,7 @@ def _train_and_save(path: str, n: int = 4000) -> str:
 
 
 def test_params_from_params_yaml_whole_file_or_section() -> None:
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw = yaml.safe_load(committed_text("params.yaml"))
     p = TrainParams.from_params(raw)
     assert p == TrainParams.from_params(raw["train"])
     assert p.seed == raw["train"]["seed"]

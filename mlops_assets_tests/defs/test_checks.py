@@ -24,6 +24,7 @@ from mlops_assets.defs.metadata import (
 )
 from mlops_assets.pipeline import load_params
 from mlops_assets.stages import StageResult
+from mlops_assets_tests.conftest import committed_text
 from mlops_assets_tests.core import fraud_contract, fraud_frame, write_parquet
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,9 +32,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    for rel in ("params.yaml", "mlops_assets/contracts/fraud.yaml"):
+    for rel in ("mlops_assets/contracts/fraud.yaml",):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / rel, tmp_path / rel)
+    (tmp_path / "params.yaml").write_text(committed_text("params.yaml"))
     return tmp_path
 
 
