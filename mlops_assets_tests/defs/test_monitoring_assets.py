@@ -251,6 +251,7 @@ def test_batch_predictions_equal_the_service_scores(project: tuple[Path, str]) -
 
 def test_sensors_skip_on_a_fresh_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No inference log and no check results yet: both sensors skip (safe to run by default)."""
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")  # a project, freshly made
     monkeypatch.setenv("MLOPS_ASSETS_ROOT", str(tmp_path))
     with dg.instance_for_test() as instance:
         tick = ma.monitoring_sensor(dg.build_sensor_context(instance=instance))
@@ -263,6 +264,7 @@ def test_a_day_still_being_written_waits_until_it_settles(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mlops_assets.core.monitoring.inference_log import InferenceLog
 
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")  # a project, freshly made
     monkeypatch.setenv("MLOPS_ASSETS_ROOT", str(tmp_path))
     log = InferenceLog(tmp_path / "data/inference_log")
     log.append(pd.DataFrame({"request_id": ["r"], "request_time": [pd.Timestamp("2025-12-03 10:00")],
