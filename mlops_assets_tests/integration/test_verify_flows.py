@@ -23,13 +23,7 @@ from mlops_assets.defs.sensors import drift_retrain_sensor, landing_sensor, retr
 from mlops_assets.repo.params_edit import update_params_section
 from mlops_assets_tests.byod import write_breast_cancer_landing
 from mlops_assets_tests.conftest import VENV_BIN, make_project_copy, run, tool_env
-from mlops_assets_tests.defs.test_sensors import (
-    _defs,
-    apply_partitions,
-    execute,
-    tick,
-    write_batch,
-)
+from mlops_assets_tests.defs.test_sensors import apply_partitions, execute, tick, write_batch
 
 pytestmark = pytest.mark.slow
 
@@ -203,8 +197,10 @@ def test_c_drift_triggered_retrain(dagster_project: tuple[Path, dg.DagsterInstan
     drift = tick(drift_retrain_sensor, instance, drift_cursor)
     assert len(drift.run_requests) == 1, drift.skip_message
     req = drift.run_requests[0]
+    from mlops_assets.definitions import defs  # reads the copy's dvc.yaml: import it here
+
     keys = [k.to_user_string() for k in retrain_job.selection.resolve(
-        _defs().resolve_asset_graph())]
+        defs().resolve_asset_graph())]
     assert execute(instance, keys, req.tags, run_config=req.run_config).success
     retrained = register_and_promote(root, "dana")  # already registered by the job
     assert retrained != first
