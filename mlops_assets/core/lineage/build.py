@@ -74,9 +74,10 @@ def _read_record(chain: Chain, paths: list[str], record_md5: str | None, version
 def _claim_model(chain: Chain, model: ModelRef, found: Hit | None, registered: bool
                  ) -> tuple[dict[str, Any], str | None, str | None]:
     """The model and its record, claimed by the train entry and the registry; returns
-    (record, where it was read, its md5 in dvc.lock). A registry copy whose md5 the
-    registry recorded (`registered`) is its own artifact (`registered`), not a copy of the
-    working record: re-recording the same model with newer data is no tampering."""
+    (record, where it was read, its md5 in dvc.lock). When the registry recorded its copy's
+    md5 (`registered`), that copy is an artifact of its own (`lineage.registered`), not a
+    copy of the working record: re-recording the same model with newer data is no
+    tampering."""
     version, root = model.version, chain.root
     m = chain.artifact("model", "model", MODEL)
     m.claim("model version", version)
