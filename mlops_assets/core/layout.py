@@ -62,3 +62,9 @@ STAGE_OUTS: dict[str, tuple[str, ...]] = {
 def registry_model_dir(version: str) -> str:
     """The registry folder of one model version."""
     return f"{REGISTRY_MODELS}/{version}"
+
+
+def registry_evaluation_file(version: str, md5: str) -> str:
+    """The registry's copy of an evaluation a version was registered with, named by its md5
+    (content-addressed: a later evaluation of the same model is another file)."""
+    return f"{registry_model_dir(version)}/evaluations/{md5}.json"

@@ -5,6 +5,7 @@
       production.json      serving pointer {version, model_path, record_path}
       registry.json        {versions: {md5: {...}}, production_history: [md5, ...]}
       models/<md5>/        immutable copies: model.skops (version = its md5), model.json
+                           (its md5 in registry.json record_md5), evaluations/<md5>.json
       audit.log.jsonl      hash-chained append-only log (core.audit)
 
 Rules
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -50,6 +52,7 @@ from mlops_assets.core.io import (
     DataError,
     atomic_path,
     md5_file,
+    write_bytes_atomic,
     write_json_atomic,
 )
 
@@ -279,6 +282,7 @@ class Registry:
                 info = {"stage": CANDIDATE,
                         "model_path": self._rel(target / MODEL_FILE),
                         "record_path": self._rel(target / RECORD_FILE),
+                        "record_md5": md5_file(target / RECORD_FILE),
                         "registered_from": registered_from or _safe_rel(model_path, self.root),
                         "registered_at": _now(), "registered_by": by,
                         "cutoff": record.get("cutoff"), "threshold": record.get("threshold"),
@@ -286,9 +290,17 @@ class Registry:
                         "approvals": [], "rejection": None, "source": dict(source or {})}
                 state["versions"][version] = info
                 self._event("register", version, by, reason, from_stage=None,
-                            to_stage=CANDIDATE, registered_from=info["registered_from"])
+                            to_stage=CANDIDATE, registered_from=info["registered_from"],
+                            record_md5=info["record_md5"])
             if evaluation is not None and info.get("evaluation_md5") != evaluation["md5"]:
+                # the evaluation it is judged on is kept by its md5: the working
+                # evaluation.json moves on whenever production or the data does
+                copy = self.root / layout.registry_evaluation_file(version, evaluation["md5"])
+                if not copy.exists():
+                    write_bytes_atomic(copy, evaluation["data"])
+                    os.chmod(copy, 0o444)
                 info["evaluation_md5"] = evaluation["md5"]
+                info["evaluation_path"] = self._rel(copy)
                 info["evaluation"] = evaluation["summary"]
                 self._event("evaluate", version, by, "evaluation attached",
                             eligible=evaluation["summary"]["eligible"],
@@ -464,13 +476,14 @@ def _read_evaluation(path: str | os.PathLike[str], version: str) -> dict[str, An
     path = Path(path)
     if not path.is_file():
         raise RegistryError("evaluation file not found", path=path)
-    ev = json.loads(path.read_text(encoding="utf-8"))
+    data = path.read_bytes()  # hashed, parsed and copied from the same bytes
+    ev = json.loads(data.decode("utf-8"))
     if ev.get("model_md5") not in (None, version):
         raise RegistryError(f"the evaluation is of model {ev.get('model_md5')}, not {version}",
                             path=path, expected="the evaluation.json of this model")
     gate = ev.get("gate") or {}
     cand = ev.get("candidate") or {}
-    return {"md5": md5_file(path), "summary": {
+    return {"md5": hashlib.md5(data).hexdigest(), "data": data, "summary": {
         "eligible": bool(gate.get("eligible")), "reference": gate.get("reference"),
         "reasons": list(gate.get("reasons", [])),
         "metrics": {k: cand.get(k) for k in ("precision", "recall", "fpr", "roc_auc", "pr_auc")},

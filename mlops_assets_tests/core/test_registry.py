@@ -71,6 +71,26 @@ def test_register_makes_an_immutable_content_addressed_candidate(tmp_path: Path)
     assert reg.register(m, m.parent / "model.json", by="ci", reason="x") != v
 
 
+def test_register_pins_the_record_and_the_evaluation_by_md5(tmp_path: Path) -> None:
+    """What lineage verifies a version against: the record and evaluation as registered,
+    by md5 (registry.json and the audit log), whatever the working files become later."""
+    reg, v = _reg(tmp_path)
+    src = tmp_path / "src" / "a"
+    info = reg.get(v)
+    assert info["record_md5"] == md5_file(src / "model.json")
+    assert info["evaluation_md5"] == md5_file(src / "evaluation.json")
+    copy = tmp_path / info["evaluation_path"]
+    assert copy == tmp_path / "registry/models" / v / "evaluations" / f"{info['evaluation_md5']}.json"
+    assert md5_file(copy) == info["evaluation_md5"]
+    events = {e["action"]: e for e in reg.events(v)}
+    assert events["register"]["record_md5"] == info["record_md5"]
+    assert events["evaluate"]["evaluation_md5"] == info["evaluation_md5"]
+    # a newer record of the same model bytes does not replace the registered one
+    (src / "model.json").write_text(json.dumps({"model_md5": v, "cutoff": "2025-12-01"}))
+    reg.register(src / "model.skops", src / "model.json", by="ci", reason="again")
+    assert reg.get(v)["record_md5"] == info["record_md5"]
+
+
 def test_every_transition_is_an_event_and_the_pointer_follows(tmp_path: Path) -> None:
     reg, a = _reg(tmp_path, name="a")
     _, b = _reg(tmp_path, name="b")
@@ -312,7 +332,8 @@ def test_registry_models_are_tracked_by_dvc(tmp_path: Path) -> None:
     out = run([str(VENV_BIN / "mlops-assets"), "registry", "--root", str(root), "track"], root)
     assert "registry/models.dvc" in out.stdout
     dvcfile = yaml.safe_load((root / "registry" / "models.dvc").read_text())
-    assert dvcfile["outs"][0]["path"] == "models" and dvcfile["outs"][0]["nfiles"] == 2
+    # model.skops, model.json and the evaluation it was registered with
+    assert dvcfile["outs"][0]["path"] == "models" and dvcfile["outs"][0]["nfiles"] == 3
     assert "/models" in (root / "registry" / ".gitignore").read_text()
     status = run(["dvc", "status", "registry/models.dvc", "--json"], root)
     assert json.loads(status.stdout) == {}

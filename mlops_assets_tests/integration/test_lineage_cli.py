@@ -307,6 +307,51 @@ def test_a_consistently_rewritten_audit_log(project: Path, capsys) -> None:
     assert f"line {i + 1} differs from the DVC-tracked version" in out
 
 
+def _registry_state(project: Path) -> tuple[Path, dict, str]:
+    path = project / "registry/registry.json"
+    state = json.loads(path.read_text())
+    return path, state, json.loads((project / "registry/production.json").read_text())["version"]
+
+
+def test_the_registry_pointed_at_another_evaluation(project: Path, capsys) -> None:
+    """The evaluation a version was approved on is pinned by md5 in registry.json and in the
+    audit log: a forged one, copied in and named in registry.json, is a mismatch."""
+    path, state, v = _registry_state(project)
+    ev = json.loads((project / "data/reports/evaluation.json").read_text())
+    ev["candidate"]["pr_auc"] = 0.99
+    forged = json.dumps(ev).encode()
+    fmd5 = hashlib.md5(forged).hexdigest()
+    rel = f"registry/models/{v}/evaluations/{fmd5}.json"
+    (project / rel).write_bytes(forged)
+    state["versions"][v].update(evaluation_md5=fmd5, evaluation_path=rel)
+    path.write_text(json.dumps(state))
+    code, out = _verify(capsys)
+    assert code == 1
+    assert any(rel in p and "audit log evaluate evaluation_md5" in p
+               for p in _problems(out)), out[-3000:]
+
+
+def test_the_registry_summary_of_the_gate_edited(project: Path, capsys) -> None:
+    path, state, v = _registry_state(project)
+    state["versions"][v]["evaluation"]["eligible"] = False
+    path.write_text(json.dumps(state))
+    code, out = _verify(capsys)
+    assert code == 1
+    assert any("registry.json says the evaluation gate of this version failed" in p
+               for p in _problems(out)), out[-3000:]
+
+
+def test_the_registry_copy_of_the_record_edited(project: Path, capsys) -> None:
+    _, _, v = _registry_state(project)
+    rec = project / f"registry/models/{v}/model.json"
+    rec.chmod(0o644)
+    rec.write_text(rec.read_text().replace('"cutoff"', '"cutoff" ', 1))
+    code, out = _verify(capsys)
+    assert code == 1
+    assert any(p.strip().startswith(f"MISMATCHED  registry/models/{v}/model.json: md5")
+               for p in _problems(out)), out[-3000:]
+
+
 def test_every_drift_result_is_in_the_dvc_tracked_audit_log(project: Path, capsys) -> None:
     """Negative drift results too; the log's md5 is what DVC pinned after the last change."""
     code, out = cli(capsys, "audit", "log", "--json")

@@ -30,6 +30,7 @@ from mlops_assets.core.lineage.model import (
     registry_versions,
     resolve_model,
 )
+from mlops_assets.core.lineage.registered import claim_registered
 from mlops_assets.core.lineage.summary import summarise
 from mlops_assets.core.lineage.walk import (
     Hit,
@@ -70,10 +71,13 @@ def _read_record(chain: Chain, paths: list[str], record_md5: str | None, version
     return None, None
 
 
-def _claim_model(chain: Chain, model: ModelRef, found: Hit | None
+def _claim_model(chain: Chain, model: ModelRef, found: Hit | None, registered: bool
                  ) -> tuple[dict[str, Any], str | None, str | None]:
     """The model and its record, claimed by the train entry and the registry; returns
-    (record, where it was read, its md5 in dvc.lock)."""
+    (record, where it was read, its md5 in dvc.lock). When the registry recorded its copy's
+    md5 (`registered`), that copy is an artifact of its own (`lineage.registered`), not a
+    copy of the working record: re-recording the same model with newer data is no
+    tampering."""
     version, root = model.version, chain.root
     m = chain.artifact("model", "model", MODEL)
     m.claim("model version", version)
@@ -90,11 +94,16 @@ def _claim_model(chain: Chain, model: ModelRef, found: Hit | None
     if found:
         rec.claim(f"{found[0].label} train.outs", record_md5)
     rec.strict = bool(found) and chain.working_expected(rec)
+    registry_copy = []
     if model.record_path and model.record_path != MODEL_RECORD:
-        rec.alt_paths.append(model.record_path)
+        registry_copy.append(model.record_path)
+        if not registered:
+            rec.alt_paths.append(model.record_path)
         if not found and (root / model.record_path).is_file():
             rec.claim("registry copy", chain.cache.md5(root / model.record_path))
-    record, record_src = _read_record(chain, [*rec.alt_paths, MODEL_RECORD], record_md5, version)
+    paths = ([MODEL_RECORD, *registry_copy] if registered and found
+             else [*registry_copy, MODEL_RECORD])  # the lock's record first when both are
+    record, record_src = _read_record(chain, paths, record_md5, version)
     if record is None and not found:
         raise LineageError(f"model {version}: no model record found (registry copy, "
                            f"{MODEL_RECORD} or DVC cache)")
@@ -133,10 +142,12 @@ def build_lineage(root: Path, ref: str, *, cache: HashCache | None = None,
     if found:
         chain.entries[TRAIN_STAGE] = found
     lock_info = _lock_info(chain, version, found)
-    record, record_src, record_md5 = _claim_model(chain, model, found)
     registry_entry = registry_versions(root).get(version)
+    record, record_src, record_md5 = _claim_model(
+        chain, model, found, bool((registry_entry or {}).get("record_md5")))
     if registry_entry:
         chain.artifacts["model"].claim("registry.json", version)
+    claim_registered(chain, version, registry_entry)
     w = Walk(chain, graph, params, version, record, found, registry_entry, dagster)
     walk_upstream(w)
     claim_train_outs(w)

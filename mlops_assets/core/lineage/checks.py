@@ -43,6 +43,7 @@ from mlops_assets.core.lineage.chain import (
 from mlops_assets.core.lineage.events import audit_events
 from mlops_assets.core.lineage.history import TRAIN_STAGE, outs_of, params_of, yaml_load
 from mlops_assets.core.lineage.model import production_pointer
+from mlops_assets.core.lineage.registered import REGISTERED_RECORD
 from mlops_assets.core.run_params import effective_params
 from mlops_assets.core.store import dvc_cache_object
 
@@ -230,7 +231,8 @@ def _check_pointer_files(chain: Chain, ptr: dict[str, Any], version: str) -> lis
         if not rel:
             continue
         p = chain.root / rel
-        want = version if key == "model_path" else chain.artifacts["record"].md5
+        record = chain.artifacts.get(REGISTERED_RECORD) or chain.artifacts["record"]
+        want = version if key == "model_path" else record.md5
         if not p.is_file():
             out.append(Check(rel, "registry", MISSING, f"{PRODUCTION_POINTER} {key} {rel}: "
                                                        "missing"))

@@ -72,6 +72,9 @@ def _model(lin: dict[str, Any]) -> Lines:
     if reg:
         out.append(f"  registry       stage {reg.get('stage')}, registered from "
                    f"{reg.get('registered_from')}")
+        if reg.get("record_md5") or reg.get("evaluation_md5"):
+            out.append(f"  registered     record md5 {reg.get('record_md5') or '-'}, approved on "
+                       f"evaluation md5 {reg.get('evaluation_md5') or '-'}")
     return out
 
 

@@ -34,6 +34,7 @@ from mlops_assets.core.lineage.checks import (
     check_registry,
 )
 from mlops_assets.core.lineage.history import TRAIN_STAGE
+from mlops_assets.core.lineage.registered import check_registered
 from mlops_assets.core.store import dir_md5, dvc_cache_object, git
 
 
@@ -194,6 +195,7 @@ def verify_lineage(lineage: dict[str, Any], chain: Chain, *,
     checks += check_feature_definitions(lineage, chain)
     checks += check_params(lineage, chain)
     checks += check_registry(lineage, chain)
+    checks += check_registered(lineage, chain)
     checks += check_audit_log(chain.root)
     if dagster is not None:
         checks += check_dagster(lineage, chain, dagster, asset_outs)

@@ -246,8 +246,8 @@ def _list_snapshots(w: Walk, d: Artifact) -> None:
 
 
 def _read_evaluation(w: Walk, a: Artifact, hit: Hit) -> None:
-    if w.registry_entry and w.registry_entry.get("evaluation_md5"):
-        a.claim("registry.json evaluation_md5", w.registry_entry.get("evaluation_md5"))
+    """The evaluation the lock pinned for this model (the registry's, the one it was approved
+    on, is an artifact of its own: `registered`)."""
     evaluation, _ = w.chain.json_of(EVALUATION, a.md5)
     w.facts[EVALUATION] = evaluation
     if isinstance(evaluation, dict) and evaluation.get("model_md5"):
