@@ -91,13 +91,14 @@ class _IOClock:
         import threading
 
         from mlops_assets.core.drift import profile as drift_profile
+        from mlops_assets.core.drift import values as drift_values
 
         self.intervals: list[tuple[float, float]] = []
         self.lock = threading.Lock()
         for cls, name in ((drift_profile.ParquetSource, "column"),
                           (drift_profile.ParquetSource, "numeric"),
                           (drift_profile.ParquetSource, "categorical"),
-                          (drift_profile.LazyValues, "__getitem__")):
+                          (drift_values.LazyValues, "__getitem__")):
             setattr(cls, name, self.wrap(getattr(cls, name)))
 
     def wrap(self, fn):

@@ -5,9 +5,7 @@ from mlops_assets.core.drift.html import markdown_table, render_html
 from mlops_assets.core.drift.profile import (
     build_reference_profile,
     build_reference_profile_from_parquet,
-    load_reference_profile,
     resolve_params,
-    save_reference_profile,
 )
 from mlops_assets.core.drift.report import (
     compute_drift_from_parquet,
@@ -16,6 +14,7 @@ from mlops_assets.core.drift.report import (
     library_versions,
     write_reference_profile,
 )
+from mlops_assets.core.drift.values import load_reference_profile, save_reference_profile
 
 __all__ = [
     "build_reference_profile", "build_reference_profile_from_parquet", "save_reference_profile",

@@ -7,7 +7,7 @@ Two files, both deterministic (DVC outputs, pinned with the model):
   distribution and the predicted-positive rate at the operating threshold.
 - ``reference_profile.parquet``: the sorted unique values (and their counts when there are
   ties) of every numeric feature and of the score, so that a report reads only the current
-  batch and the KS test stays exact. Long layout (``ValuesWriter``): columns ``u`` and ``n``,
+  batch and the KS test stays exact. Long layout (``values.ValuesWriter``): columns ``u`` and ``n``,
   one contiguous run of row groups per feature, written and read one feature at a time.
 
 Columns are processed one at a time; a Parquet reference is read column by column, and a
@@ -17,10 +17,7 @@ large build spills each column's sorted values to disk at once (bounded memory).
 from __future__ import annotations
 
 import math
-import shutil
-import tempfile
 import threading
-import weakref
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -32,10 +29,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mlops_assets.core.drift import stats as st
-from mlops_assets.core.io import DataError, atomic_path, md5_file, write_json_atomic
+from mlops_assets.core.drift.linalg import fixed_mean_std, fixed_sum, pca_components, recon_errors
+from mlops_assets.core.drift.values import (
+    PROFILE_FORMAT,
+    SCORE,
+    SPILL_ABOVE_BYTES,
+    SpillSink,
+)
+from mlops_assets.core.io import DataError
 
-PROFILE_FORMAT = "mlops_assets.drift.reference_profile/1"
-SCORE = "__score__"
 OTHER, UNSEEN, MISSING = "__other__", "__unseen__", "__missing__"
 METHODS = ("auto", "ks", "psi", "js", "wasserstein", "chi2")
 NUMERIC_METHODS = ("ks", "psi", "js", "wasserstein", "chi2")
@@ -457,8 +459,8 @@ def _fit_pca(z: np.ndarray, names: list[str], chunk_of_row: np.ndarray | None,
     q = int(min(len(names) - 1, np.searchsorted(ratio, float(p["mv_explained_variance"])) + 1))
     resid = vecs[:, q:]  # the discarded directions: the reconstruction error lives there
     err = recon_errors(ev, resid)
-    err_mean, err_std = st.fixed_mean_std(err, ddof=1) if len(err) > 1 else (
-        float(st.fixed_sum(err)) / max(len(err), 1), 0.0)
+    err_mean, err_std = fixed_mean_std(err, ddof=1) if len(err) > 1 else (
+        float(fixed_sum(err)) / max(len(err), 1), 0.0)
     out: dict[str, Any] = {
         "available": True, "method": "pca_reconstruction", "columns": names,
         "mean": means, "std": stds, "residual_components": resid.T.tolist(), "n_components": q,
@@ -479,107 +481,16 @@ def _mv_chunk_stats(err: np.ndarray, chunk_of_row: np.ndarray | None, err_mean: 
     if chunk_of_row is None:
         return chunks
     ev_chunks = chunk_of_row[1::2]
-    total = float(st.fixed_sum(err))
+    total = float(fixed_sum(err))
     for c in np.unique(ev_chunks):
         e = err[ev_chunks == c]
         if len(e) < int(p["min_chunk_rows"]) or len(err) - len(e) < int(p["min_chunk_rows"]):
             continue
-        e_sum = float(st.fixed_sum(e))
+        e_sum = float(fixed_sum(e))
         rest_mean = (total - e_sum) / (len(err) - len(e))
         chunks["rows"].append(int(len(e)))
         chunks["mv"].append(abs(e_sum / len(e) - rest_mean) / max(err_mean, 1e-12))
     return chunks
-
-
-def second_moment(x: np.ndarray) -> np.ndarray:
-    """``x.T @ x / rows`` without BLAS: for each feature i the elementwise products with
-    features i..d-1, summed by ``stats.fixed_sum`` (order fixed by the row count)."""
-    n, d = x.shape
-    out = np.zeros((d, d))
-    for i in range(d):
-        row = st.fixed_sum(np.multiply(x[:, i:i + 1], x[:, i:]), overwrite=True) / max(n, 1)
-        out[i, i:] = row
-        out[i:, i] = row
-    return out
-
-
-JACOBI_MAX_SWEEPS = 60
-
-
-def jacobi_eigh(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenvalues and eigenvectors (columns) of a small symmetric matrix by the cyclic
-    Jacobi method (Golub & Van Loan 8.5). Only +, -, *, / and sqrt, each correctly rounded
-    by IEEE 754, in a fixed order: LAPACK's ``eigh`` gives kernel-dependent last bits.
-    An off-diagonal entry below eps * sqrt(|a_pp a_qq|) is treated as zero (converged)."""
-    a = np.array(a, dtype=np.float64)
-    d = a.shape[0]
-    v = np.eye(d)
-    eps = np.finfo(np.float64).eps
-    for _ in range(JACOBI_MAX_SWEEPS):
-        rotated = False
-        for i in range(d - 1):
-            for j in range(i + 1, d):
-                aij = float(a[i, j])
-                if abs(aij) <= eps * math.sqrt(abs(float(a[i, i]) * float(a[j, j]))):
-                    continue
-                c, s = _jacobi_rotation(float(a[i, i]), float(a[j, j]), aij)
-                _rotate(a, v, i, j, c, s)
-                rotated = True
-        if not rotated:
-            break
-    return np.diag(a).copy(), v
-
-
-def _jacobi_rotation(aii: float, ajj: float, aij: float) -> tuple[float, float]:
-    """(cos, sin) of the rotation that zeroes a_ij (the smaller-angle root)."""
-    theta = (ajj - aii) / (2.0 * aij)
-    if abs(theta) > 1e150:  # theta**2 would overflow: t ~ 1 / (2 theta)
-        t = 0.5 / theta
-    else:
-        t = 1.0 / (abs(theta) + math.sqrt(theta * theta + 1.0))
-        t = -t if theta < 0 else t
-    c = 1.0 / math.sqrt(t * t + 1.0)
-    return c, t * c
-
-
-def _rotate(a: np.ndarray, v: np.ndarray, i: int, j: int, c: float, s: float) -> None:
-    """a <- J^T a J and v <- v J for the rotation J in the (i, j) plane (elementwise ops)."""
-    ai, aj = a[:, i].copy(), a[:, j].copy()
-    a[:, i], a[:, j] = c * ai - s * aj, s * ai + c * aj
-    ai, aj = a[i, :].copy(), a[j, :].copy()
-    a[i, :], a[j, :] = c * ai - s * aj, s * ai + c * aj
-    a[i, j] = a[j, i] = 0.0  # zero by construction; rounding would leave a tiny residue
-    vi, vj = v[:, i].copy(), v[:, j].copy()
-    v[:, i], v[:, j] = c * vi - s * vj, s * vi + c * vj
-
-
-def pca_components(fit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenvalues (descending, clipped at 0) and unit eigenvectors (columns, each with its
-    largest-magnitude entry positive) of the second-moment matrix of ``fit``."""
-    vals, vecs = jacobi_eigh(second_moment(fit))
-    order = np.argsort(-vals, kind="stable")
-    vals, vecs = np.clip(vals[order], 0, None), vecs[:, order]
-    signs = np.sign(vecs[np.argmax(np.abs(vecs), axis=0), np.arange(vecs.shape[1])])
-    return vals, vecs * np.where(signs == 0, 1, signs)
-
-
-def recon_errors(z: np.ndarray, resid: np.ndarray) -> np.ndarray:
-    """Squared reconstruction error per row: the squared norm of z's projection on the
-    discarded principal directions ``resid`` (d x (d - q), orthonormal columns). Computed
-    as fixed-order elementwise multiply-adds over the features (no BLAS), so every row's
-    error is the same bits on any kernel, thread count or layout of ``z``."""
-    n, d = z.shape
-    err = np.zeros(n)
-    proj = np.empty(n)
-    tmp = np.empty(n)
-    for k in range(resid.shape[1]):
-        proj.fill(0.0)
-        for j in range(d):
-            np.multiply(z[:, j], float(resid[j, k]), out=tmp)
-            np.add(proj, tmp, out=proj)
-        np.multiply(proj, proj, out=tmp)
-        np.add(err, tmp, out=err)
-    return err
 
 
 def build_profile_from_source(src: Any, types: Mapping[str, str], params: Mapping[str, Any] | None,
@@ -603,7 +514,7 @@ def build_profile_from_source(src: Any, types: Mapping[str, str], params: Mappin
     n_num = sum(1 for k in types.values() if k == "numeric")
     if spill is None:  # the sorted values of every column would not fit the budget
         spill = 8 * n_rows * (n_num + (scores is not None)) > SPILL_ABOVE_BYTES
-    values: Any = _SpillSink() if spill else {}
+    values: Any = SpillSink() if spill else {}
     z_all = np.zeros((sample.size, n_num), order="F") if p["multivariate"] else None
     z_names, z_means, z_stds = [], [], []
     for name, kind in types.items():
@@ -703,174 +614,3 @@ def build_reference_profile_from_parquet(path: str | Path, columns: Any = None,
 
 
 # --------------------------------------------------------------------- save and load
-def values_path_for(json_path: str | Path) -> Path:
-    return Path(json_path).with_suffix(".parquet")
-
-
-VALUES_ROWS = 1 << 20  # values per row group of the values file
-SPILL_ABOVE_BYTES = 256 << 20  # build spills sorted values to disk above this total size
-_VALUES_SCHEMA = pa.schema([("u", pa.float64()), ("n", pa.int64())])
-
-
-class ValuesWriter:
-    """Writes the sorted reference values one column at a time ("long" layout: columns
-    ``u`` (value) and ``n`` (its count, null when there are no ties); each feature owns a
-    contiguous run of row groups of at most ``VALUES_ROWS`` values). Only one feature's
-    values are ever in memory, on writing and on reading."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.layout: dict[str, dict[str, Any]] = {}
-        self._groups = 0
-        self._writer = pq.ParquetWriter(
-            self.path, _VALUES_SCHEMA, compression="zstd", use_dictionary=False,
-            write_statistics=False, column_encoding={"u": "BYTE_STREAM_SPLIT"}, store_schema=False)
-
-    def add(self, name: str, u: np.ndarray, counts: np.ndarray | None) -> None:
-        u = np.asarray(u, dtype=np.float64)
-        ties = counts is not None and bool(np.any(np.asarray(counts) != 1))
-        c = np.asarray(counts, dtype=np.int64) if ties else None
-        first = self._groups
-        for i in range(0, u.size, VALUES_ROWS):
-            m = min(VALUES_ROWS, u.size - i)
-            n = pa.array(c[i:i + m]) if c is not None else pa.nulls(m, pa.int64())
-            self._writer.write_table(pa.table([pa.array(u[i:i + m]), n], schema=_VALUES_SCHEMA),
-                                     row_group_size=VALUES_ROWS)
-            self._groups += 1
-        self.layout[name] = {"length": int(u.size), "ties": ties,
-                             "total": int(c.sum()) if c is not None else int(u.size),
-                             "row_groups": [first, self._groups - first]}
-
-    def close(self) -> dict[str, dict[str, Any]]:
-        self._writer.close()
-        return self.layout
-
-
-class _SpillSink:
-    """``values[name] = (u, counts)`` during a build, written straight to a temporary file."""
-
-    def __init__(self) -> None:
-        self.tmpdir = tempfile.mkdtemp(prefix="drift_values_")
-        self._cleanup = weakref.finalize(self, shutil.rmtree, self.tmpdir, True)  # failed builds
-        self.writer = ValuesWriter(Path(self.tmpdir) / "values.parquet")
-
-    def __setitem__(self, name: str, value: tuple[np.ndarray, np.ndarray | None]) -> None:
-        self.writer.add(name, *value)
-
-    def finish(self) -> LazyValues:
-        layout = self.writer.close()
-        self._cleanup.detach()
-        return LazyValues(self.writer.path, layout, cleanup=self.tmpdir)
-
-
-def _values_order(profile: Mapping[str, Any], values: Mapping[str, Any]) -> list[str]:
-    """The build's order (features, then the score), so a spilled build and an in-memory
-    one write the same bytes."""
-    order = [n for n in profile.get("feature_order") or profile.get("features", {}) if n in values]
-    order += [SCORE] if SCORE in values else []
-    return order + sorted(set(values) - set(order))
-
-
-def save_reference_profile(profile: Mapping[str, Any], json_path: str | Path,
-                           values_path: str | Path | None = None) -> tuple[Path, Path]:
-    """Write the Parquet side file (sorted unique values, counts when not all 1), then the
-    JSON with the side file's md5. Both byte-deterministic; no paths or times inside.
-    Values already on disk in the long layout (a spilled build, a loaded profile) are
-    copied byte for byte."""
-    json_path = Path(json_path)
-    values_path = Path(values_path) if values_path else values_path_for(json_path)
-    values = profile.get("_values", {})
-    with atomic_path(values_path) as tmp:
-        if isinstance(values, LazyValues) and values.long_layout:
-            shutil.copyfile(values.path, tmp)
-            layout = dict(values.layout)
-        else:
-            writer = ValuesWriter(tmp)
-            for name in _values_order(profile, values):
-                u, counts = values[name]
-                writer.add(name, u, counts)
-                del u, counts
-            layout = writer.close()
-    meta = {k: v for k, v in profile.items() if k != "_values"}
-    meta["values_file"] = {"name": values_path.name, "md5": md5_file(values_path), "columns": layout}
-    write_json_atomic(json_path, meta)
-    return json_path, values_path
-
-
-class LazyValues(Mapping):
-    """Reads one column's sorted reference values from the side file when asked for it,
-    so a report holds one reference column in memory at a time. Reads the long layout
-    (``ValuesWriter``) and the older wide one (a ``u:NAME`` column per feature). Safe to
-    call from several threads (a reader per call)."""
-
-    def __init__(self, path: str | Path, layout: Mapping[str, Any], cleanup: str | None = None) -> None:
-        self.path, self.layout = Path(path), dict(layout)
-        if not self.path.exists():
-            raise DataError("reference values file does not exist", path=self.path,
-                            expected="the Parquet file written beside reference_profile.json")
-        self.long_layout = all("row_groups" in v for v in self.layout.values())
-        if cleanup:  # a spilled build's temporary directory goes with this object
-            weakref.finalize(self, shutil.rmtree, cleanup, True)
-
-    def __getitem__(self, name: str) -> tuple[np.ndarray, np.ndarray | None]:
-        info = self.layout[name]
-        n = int(info["length"])
-        if "row_groups" in info:
-            first, k = info["row_groups"]
-            if n == 0 or k == 0:
-                return np.zeros(0), (np.zeros(0, np.int64) if info["ties"] else None)
-            cols = ["u", "n"] if info["ties"] else ["u"]
-            f = pq.ParquetFile(self.path)
-            if k == 1:  # zero-copy
-                t = f.read_row_group(first, columns=cols, use_threads=True)
-                return (_chunked_to_numpy(t.column(0)),
-                        _chunked_to_numpy(t.column(1)) if info["ties"] else None)
-            u = np.empty(n, dtype=np.float64)  # row group by row group: no second full copy
-            counts = np.empty(n, dtype=np.int64) if info["ties"] else None
-            off = 0
-            for g in range(first, first + k):
-                t = f.read_row_group(g, columns=cols, use_threads=True)
-                m = t.num_rows
-                u[off:off + m] = _chunked_to_numpy(t.column(0))
-                if counts is not None:
-                    counts[off:off + m] = _chunked_to_numpy(t.column(1))
-                off += m
-                del t
-            return u, counts
-        cols = [f"u:{name}"] + ([f"n:{name}"] if info["ties"] else [])
-        t = pq.read_table(self.path, columns=cols, use_threads=True)
-        u = t.column(0).slice(0, n).to_numpy()
-        counts = t.column(1).slice(0, n).to_numpy() if info["ties"] else None
-        return u, counts
-
-    def __iter__(self):
-        return iter(self.layout)
-
-    def __len__(self) -> int:
-        return len(self.layout)
-
-
-def _chunked_to_numpy(col: pa.ChunkedArray) -> np.ndarray:
-    return col.chunk(0).to_numpy() if col.num_chunks == 1 else col.to_numpy()
-
-
-def load_reference_profile(json_path: str | Path, values_path: str | Path | None = None,
-                           verify: bool = False) -> dict[str, Any]:
-    """The profile written by ``save_reference_profile``; numeric values load lazily."""
-    import json
-
-    json_path = Path(json_path)
-    if not json_path.exists():
-        raise DataError("reference profile does not exist", path=json_path,
-                        expected="reference_profile.json written by the train stage")
-    profile = json.loads(json_path.read_text())
-    if profile.get("format") != PROFILE_FORMAT:
-        raise DataError(f"unknown reference profile format {profile.get('format')!r}",
-                        path=json_path, expected=PROFILE_FORMAT)
-    vf = profile.get("values_file", {})
-    values_path = Path(values_path) if values_path else json_path.parent / vf.get("name", "")
-    if verify and md5_file(values_path) != vf.get("md5"):
-        raise DataError("reference values file does not match the profile (md5 differs)",
-                        path=values_path, expected=vf.get("md5"))
-    profile["_values"] = LazyValues(values_path, vf.get("columns", {}))
-    return profile

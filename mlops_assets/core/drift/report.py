@@ -29,6 +29,7 @@ import pandas as pd
 
 from mlops_assets.core import versions
 from mlops_assets.core.drift import stats as st
+from mlops_assets.core.drift.linalg import fixed_mean_std, recon_errors
 from mlops_assets.core.drift.profile import (
     MISSING,
     OTHER,
@@ -41,12 +42,10 @@ from mlops_assets.core.drift.profile import (
     categorical_bins,
     categorical_labels,
     category_counts,
-    load_reference_profile,
-    recon_errors,
     resolve_params,
-    save_reference_profile,
     standardise,
 )
+from mlops_assets.core.drift.values import load_reference_profile, save_reference_profile
 from mlops_assets.core.io import DataError
 
 REPORT_FORMAT = "mlops_assets.drift.report/1"
@@ -519,8 +518,8 @@ def _multivariate(mv: Mapping[str, Any], z: np.ndarray, p: Mapping[str, Any]) ->
     resid = np.asarray(mv["residual_components"], dtype=np.float64).T
     err = recon_errors(z, resid)
     ref_mean, ref_sd, n_ref = float(mv["error_mean"]), float(mv["error_std"]), int(mv["n_rows"])
-    # fixed-order sums (stats.fixed_sum): the same bits on any BLAS kernel or thread count
-    cur_mean, cur_sd = st.fixed_mean_std(err, ddof=1)
+    # fixed-order sums (linalg.fixed_sum): the same bits on any BLAS kernel or thread count
+    cur_mean, cur_sd = fixed_mean_std(err, ddof=1)
     if err.size == 1:
         cur_sd = 0.0
     denom = max(ref_mean, 1e-12)

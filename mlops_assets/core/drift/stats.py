@@ -17,7 +17,7 @@ Exactness:
   approximation (see docs/drift.md).
 
 Determinism (docs/determinism.md): nothing here calls BLAS. Dot products and the sums that
-feed the multivariate signal use ``fixed_sum``, a pairwise sum whose order is fixed by the
+feed the multivariate signal use ``linalg.fixed_sum``, a pairwise sum whose order is fixed by the
 array's length alone, so the bits do not depend on the CPU kernel, the thread count or the
 memory layout.
 """
@@ -31,6 +31,8 @@ from scipy import special
 from scipy.stats import chi2 as _chi2
 from scipy.stats import distributions, norm
 
+from mlops_assets.core.drift.linalg import fixed_dot
+
 try:  # scipy's own exact two-sample KS routine (the one ks_2samp calls)
     from scipy.stats._stats_py import _attempt_exact_2kssamp as _scipy_exact_2kssamp
 except ImportError:  # pragma: no cover - scipy moved it; fall back to the asymptotic form
@@ -42,47 +44,6 @@ _BNB_FANOUT = 64  # branch-and-bound: sub-cells per refined cell
 _BNB_LEAF = 256  # cells this small are evaluated in full
 
 
-# ------------------------------------------------------------------- fixed-order sums
-def fixed_sum(a: np.ndarray, overwrite: bool = False) -> np.ndarray | float:
-    """Sum along axis 0 by repeated halving: rows ``[0, h)`` += rows ``[h, 2h)`` (an odd last
-    row is first added to row 0), until one row is left. Every step is an elementwise IEEE
-    add, and the order depends only on the number of rows, so the result is the same bits
-    on any CPU, thread count or BLAS (``np.dot``/``@`` are not: their summation order is the
-    kernel's). Pairwise, so as accurate as ``np.sum``. ``overwrite`` lets it use ``a`` as
-    scratch space. A 1-D input returns a float, a 2-D one a row."""
-    a = np.asarray(a, dtype=np.float64)
-    m = a.shape[0]
-    if m == 0:
-        return 0.0 if a.ndim == 1 else np.zeros(a.shape[1:])
-    buf = a if overwrite and a.flags.writeable else a.copy()
-    while m > 1:
-        h = m // 2
-        if m % 2:
-            buf[0] += buf[m - 1]
-        np.add(buf[:h], buf[h:2 * h], out=buf[:h])
-        m = h
-    return float(buf[0]) if buf.ndim == 1 else buf[0].copy()
-
-
-def fixed_dot(a: np.ndarray, b: np.ndarray) -> float:
-    """``np.dot`` of two vectors without BLAS: elementwise products, then ``fixed_sum``."""
-    prod = np.multiply(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
-    return float(fixed_sum(prod, overwrite=True))
-
-
-def fixed_mean_std(x: np.ndarray, ddof: int = 0) -> tuple[float, float]:
-    """Mean and standard deviation (two-pass) with ``fixed_sum``: kernel-independent bits."""
-    n = x.size
-    if n == 0:
-        return math.nan, 0.0
-    mean = float(fixed_sum(x)) / n
-    dev = np.subtract(x, mean)
-    np.multiply(dev, dev, out=dev)
-    var = float(fixed_sum(dev, overwrite=True)) / (n - ddof) if n > ddof else 0.0
-    return mean, math.sqrt(var)
-
-
-# --------------------------------------------------------------------------- reference form
 def unique_counts(sorted_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sorted unique values and their counts, from an already sorted array."""
     s = np.asarray(sorted_values, dtype=np.float64)

@@ -296,8 +296,9 @@ def test_threads_spill_and_row_groups_do_not_change_a_byte(tmp_path, monkeypatch
     threads, a profile build that spills its values to disk, values files with several row
     groups per column, and Parquet batches read row group by row group."""
     from mlops_assets.core.drift import profile as drift_profile
+    from mlops_assets.core.drift import values as drift_values
 
-    monkeypatch.setattr(drift_profile, "VALUES_ROWS", 7_000)  # several row groups per column
+    monkeypatch.setattr(drift_values, "VALUES_ROWS", 7_000)  # several row groups per column
     rng = np.random.default_rng(12)
     ref, cur = _frame(rng, 30_000), _frame(rng, 25_000, shift=0.03)
     ref.loc[:49, "lognormal"] = np.nan
@@ -311,7 +312,7 @@ def test_threads_spill_and_row_groups_do_not_change_a_byte(tmp_path, monkeypatch
     src = drift_profile.ParquetSource(tmp_path / "ref.parquet")
     types = drift_profile.column_types(None, src.names(), {f.name: f.type for f in src.schema})
     spilled = drift_profile.build_profile_from_source(src, types, None, scores, 0.7, spill=True)
-    assert isinstance(spilled["_values"], drift_profile.LazyValues)
+    assert isinstance(spilled["_values"], drift_values.LazyValues)
     spill_dir = spilled["_values"].path.parent
     j1, v1 = drift.save_reference_profile(mem, tmp_path / "a" / "reference_profile.json")
     j2, v2 = drift.save_reference_profile(spilled, tmp_path / "b" / "reference_profile.json")
