@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -80,11 +81,12 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _guarded(func: Any) -> Any:
+    """Clear errors (exit 2, on stderr) instead of tracebacks."""
     def run(args: argparse.Namespace) -> int:
         try:
             return func(args)
         except DataError as e:
-            print(f"run-params: {e}")
+            print(f"run-params: {e}", file=sys.stderr)
             return 2
     return run
 
@@ -93,8 +95,8 @@ def add_run_params_parser(sub: Any) -> argparse.ArgumentParser:
     """Mount `run-params` and its sub-commands on the main parser's sub-parsers."""
     p = sub.add_parser("run-params", help="run-scoped params (retrain window, Launchpad "
                                           "hyperparameters): show, reset")
-    p.add_argument("--root", type=Path, help="project root (default: MLOPS_ASSETS_ROOT or "
-                                              "the checkout)")
+    p.add_argument("--root", type=Path, help="project root (default: mlops-assets --root, "
+                   "MLOPS_ASSETS_ROOT, else the nearest dvc.yaml from the cwd up)")
     rs = p.add_subparsers(dest="run_params_command", required=True)
     q = rs.add_parser("show", help="the overrides in force and the effective sections")
     q.add_argument("--json", action="store_true")
