@@ -78,12 +78,29 @@ def event_names_model(e: Mapping[str, Any], version: str) -> bool:
                for m in event_models(e))
 
 
+_READ: dict[str, tuple[tuple[int, int, int], list[dict[str, Any]]]] = {}
+
+
 def audit_events(root: Path) -> list[dict[str, Any]]:
-    """The log's events; none when it does not parse (verify reports that, not the build)."""
+    """The log's events; none when it does not parse (verify reports that, not the build).
+    Read once per version of the file (size, mtime, inode): the build, the registry checks
+    and the summary all ask, and the log can hold 100k entries. Callers must not mutate."""
+    path = root / AUDIT_LOG
     try:
-        return read_events(root / AUDIT_LOG)
-    except (DataError, ValueError):
+        st = path.stat()
+    except OSError:
         return []
+    key = (st.st_size, st.st_mtime_ns, st.st_ino)
+    hit = _READ.get(str(path))
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    try:
+        events = read_events(path)
+    except (DataError, ValueError):
+        events = []
+    _READ.clear()  # one log at a time: a long-lived process never grows this
+    _READ[str(path)] = (key, events)
+    return events
 
 
 _EVENT_SKIP = frozenset({"prev_hash", "seq", "version", "by", "reason", *TIME_KEYS,
