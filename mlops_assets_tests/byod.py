@@ -8,12 +8,14 @@ Nothing is downloaded (the data ships with scikit-learn) and the output is deter
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from mlops_assets.core.io import write_text_atomic
+from mlops_assets.repo.params_edit import update_params_section
 
 CONTRACT = Path(__file__).resolve().parent / "data" / "breast_cancer_contract.yaml"
 COLUMNS = {  # sklearn name -> contract name
@@ -63,3 +65,14 @@ def write_breast_cancer_landing(landing_dir: str | os.PathLike[str], n_batches: 
         out["ts"] = out["ts"].dt.strftime("%Y-%m-%dT%H:%M:%S")
         write_text_atomic(landing / f"week_{week}.csv", out.to_csv(index=False))
     return CONTRACT
+
+
+def use_breast_cancer_project(root: Path, n_batches: int = 6) -> None:
+    """Turn a project copy into a bring-your-own-data project: the batches in its landing
+    area, the contract beside params.yaml, the generator off and a split inside the data."""
+    contract = write_breast_cancer_landing(root / "data/landing", n_batches=n_batches)
+    shutil.copy(contract, root / "byod_contract.yaml")
+    update_params_section(root / "params.yaml", "dataset", {"contract": "byod_contract.yaml"})
+    update_params_section(root / "params.yaml", "sample_data", {"generator": "none"})
+    update_params_section(root / "params.yaml", "split",
+                          {"cutoff": "2025-02-03", "holdout_end": "2025-02-17"})

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -110,12 +111,29 @@ def make_project_copy(dest: Path, params_overrides: dict[str, dict] | None = Non
 SMALL = {"sample_data": {"rows_per_week": 2500}}
 
 
+def point_at_project(mp: pytest.MonkeyPatch, root: Path) -> None:
+    """MLOPS_ASSETS_ROOT, DAGSTER_HOME, the venv's tools and the working directory: the
+    process acts on the project copy `root`, as a person standing in it would."""
+    mp.setenv("MLOPS_ASSETS_ROOT", str(root))
+    mp.setenv("DAGSTER_HOME", str(root / ".dagster_home"))
+    mp.setenv("PATH", f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    mp.chdir(root)
+
+
+@contextmanager
+def in_project(root: Path) -> Iterator[None]:
+    """`point_at_project` for a module-scoped fixture (no function-scoped monkeypatch)."""
+    mp = pytest.MonkeyPatch()
+    point_at_project(mp, root)
+    try:
+        yield
+    finally:
+        mp.undo()
+
+
 @pytest.fixture
 def small_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A project copy with small batches, MLOPS_ASSETS_ROOT and DAGSTER_HOME pointing at it."""
     root = make_project_copy(tmp_path / "project", SMALL, with_lock=False)
-    monkeypatch.setenv("MLOPS_ASSETS_ROOT", str(root))
-    monkeypatch.setenv("DAGSTER_HOME", str(root / ".dagster_home"))
-    monkeypatch.setenv("PATH", f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    monkeypatch.chdir(root)
+    point_at_project(monkeypatch, root)
     yield root

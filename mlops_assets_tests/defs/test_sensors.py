@@ -30,7 +30,7 @@ from mlops_assets.defs.sensors import (
     weekly_retrain_schedule,
 )
 from mlops_assets.repo.params_edit import update_params_section
-from mlops_assets_tests.conftest import VENV_BIN, make_project_copy
+from mlops_assets_tests.conftest import in_project, make_project_copy
 from mlops_assets_tests.conftest import run as run_cmd
 
 # ------------------------------------------------------------------ helpers
@@ -205,25 +205,17 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     root = make_project_copy(tmp_path_factory.mktemp("sensors") / "project",
                              {"sample_data": {"rows_per_week": 2500, "weeks": 11}},
                              with_lock=False)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLOPS_ASSETS_ROOT", str(root))
-    mp.setenv("DAGSTER_HOME", str(root / ".dagster_home"))
-    mp.setenv("PATH", f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    mp.chdir(root)
-    try:
-        with dg.DagsterInstance.get() as instance:
-            summary = materialize_chain(root, progress=False, instance=instance)
-            assert summary["success"], summary
-            s = Scenario(root, instance)
-            # the landing sensor's first tick adopts the 11 landed weeks (already partitions)
-            first = tick(landing_sensor, instance, None)
-            s.landing_cursor = first.cursor
-            assert not first.dynamic_partitions_requests
-            assert first.run_requests == []  # their bytes are already snapshotted
-            s.drift_cursor = s.drift_tick().cursor  # the chain's own drift result is history
-            yield s
-    finally:
-        mp.undo()
+    with in_project(root), dg.DagsterInstance.get() as instance:
+        summary = materialize_chain(root, progress=False, instance=instance)
+        assert summary["success"], summary
+        s = Scenario(root, instance)
+        # the landing sensor's first tick adopts the 11 landed weeks (already partitions)
+        first = tick(landing_sensor, instance, None)
+        s.landing_cursor = first.cursor
+        assert not first.dynamic_partitions_requests
+        assert first.run_requests == []  # their bytes are already snapshotted
+        s.drift_cursor = s.drift_tick().cursor  # the chain's own drift result is history
+        yield s
 
 
 def test_retrain_in_progress_sees_only_unfinished_retrain_runs() -> None:

@@ -4,7 +4,6 @@ with the previous validated version intact — through the real Dagster chain an
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -14,7 +13,7 @@ import yaml
 
 from mlops_assets.core.io import md5_file
 from mlops_assets.repo.params_edit import update_params_section
-from mlops_assets_tests.byod import write_breast_cancer_landing
+from mlops_assets_tests.byod import use_breast_cancer_project
 from mlops_assets_tests.conftest import run
 
 pytestmark = pytest.mark.slow
@@ -24,12 +23,7 @@ def test_breast_cancer_dataset_runs_through_the_same_chain(small_project: Path) 
     from mlops_assets.demo.orchestrate import materialize_chain
 
     root = small_project
-    contract = write_breast_cancer_landing(root / "data/landing", n_batches=6)
-    shutil.copy(contract, root / "byod_contract.yaml")
-    update_params_section(root / "params.yaml", "dataset", {"contract": "byod_contract.yaml"})
-    update_params_section(root / "params.yaml", "sample_data", {"generator": "none"})
-    update_params_section(root / "params.yaml", "split",
-                          {"cutoff": "2025-02-03", "holdout_end": "2025-02-17"})
+    use_breast_cancer_project(root)
     with dg.DagsterInstance.get() as instance:
         summary = materialize_chain(root, progress=False, instance=instance)
     assert summary["success"], summary

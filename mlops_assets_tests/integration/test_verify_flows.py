@@ -9,8 +9,6 @@ own data. Each flow ends with `dvc repro`, a commit, and a verify that must exit
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,8 +19,8 @@ import yaml
 from mlops_assets.core.generate import FraudScenario, generate_week
 from mlops_assets.defs.sensors import drift_retrain_sensor, landing_sensor, retrain_job
 from mlops_assets.repo.params_edit import update_params_section
-from mlops_assets_tests.byod import write_breast_cancer_landing
-from mlops_assets_tests.conftest import VENV_BIN, make_project_copy, run, tool_env
+from mlops_assets_tests.byod import use_breast_cancer_project
+from mlops_assets_tests.conftest import in_project, make_project_copy, run, tool_env
 from mlops_assets_tests.defs.test_sensors import apply_partitions, execute, tick, write_batch
 
 pytestmark = pytest.mark.slow
@@ -155,18 +153,10 @@ def dagster_project(tmp_path_factory: pytest.TempPathFactory
     root = make_project_copy(tmp_path_factory.mktemp("flows_dagster") / "project",
                              {"sample_data": {"rows_per_week": ROWS, "weeks": 12}},
                              with_lock=False)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLOPS_ASSETS_ROOT", str(root))
-    mp.setenv("DAGSTER_HOME", str(root / ".dagster_home"))
-    mp.setenv("PATH", f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    mp.chdir(root)
-    try:
-        with dg.DagsterInstance.get() as instance:
-            summary = materialize_chain(root, progress=False, instance=instance)
-            assert summary["success"], summary
-            yield root, instance
-    finally:
-        mp.undo()
+    with in_project(root), dg.DagsterInstance.get() as instance:
+        summary = materialize_chain(root, progress=False, instance=instance)
+        assert summary["success"], summary
+        yield root, instance
 
 
 def test_d_materialised_through_dagster(dagster_project: tuple[Path, dg.DagsterInstance]
@@ -213,12 +203,7 @@ def test_c_drift_triggered_retrain(dagster_project: tuple[Path, dg.DagsterInstan
 
 def test_g_bring_your_own_data(tmp_path: Path) -> None:
     root = make_project_copy(tmp_path / "project", with_lock=False)
-    contract = write_breast_cancer_landing(root / "data/landing", n_batches=6)
-    shutil.copy(contract, root / "byod_contract.yaml")
-    update_params_section(root / "params.yaml", "dataset", {"contract": "byod_contract.yaml"})
-    update_params_section(root / "params.yaml", "sample_data", {"generator": "none"})
-    update_params_section(root / "params.yaml", "split",
-                          {"cutoff": "2025-02-03", "holdout_end": "2025-02-17"})
+    use_breast_cancer_project(root)
     repro_and_commit(root, "own data")
     v = register_and_promote(root)
     repro_and_commit(root, "own data, promoted")
